@@ -1,0 +1,149 @@
+"""Orchestrate a build: scan the splits, plan them, skip finished shards, run the engine, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .engines.local import run_local
+from .errors import UserError
+from .imaging import ImageOptions
+from .labels import (
+    DEFAULT_LABELS_FILE,
+    DEFAULT_METADATA_FILE,
+    DEFAULT_VALIDATION_LABELS_FILE,
+    Box,
+    ClassTable,
+    load_bounding_boxes,
+    load_class_table,
+    load_validation_labels,
+)
+from .manifest import Manifest, exclusive_lock, remove_stale_temporaries
+from .plan import SHUFFLE_SEED, SplitPlan, plan_split, shard_name
+from .progress import SplitProgress
+from .shard import BadImage, temporary_path
+from .sources import scan_split
+
+log = logging.getLogger(__name__)
+
+BAD_IMAGES_REPORT = "bad_images.tsv"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    output_dir: Path
+    train_dir: Path | None = None
+    validation_dir: Path | None = None
+    train_shards: int = 1024
+    validation_shards: int = 128
+    num_workers: int = 1
+    labels_file: Path = DEFAULT_LABELS_FILE
+    metadata_file: Path = DEFAULT_METADATA_FILE
+    validation_labels_file: Path = DEFAULT_VALIDATION_LABELS_FILE
+    bounding_box_file: Path | None = None
+    image: ImageOptions = ImageOptions()
+    label_offset: int = 1
+    skip_bad_images: bool = False
+
+    def manifest_options(self) -> dict:
+        """What decides the bytes of the output: a re-run with other values must not mix in."""
+        return {
+            "image": self.image.as_dict(),
+            "label_offset": self.label_offset,
+            "shuffle_seed": SHUFFLE_SEED,
+            "shards": {"train": self.train_shards, "validation": self.validation_shards},
+        }
+
+
+@dataclass
+class SplitSummary:
+    split: str
+    images: int
+    shards: int
+    resumed_shards: int = 0
+    written: int = 0
+    bad_images: list[BadImage] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
+    requested = [
+        ("validation", config.validation_dir, config.validation_shards),  # validation first, as the seed
+        ("train", config.train_dir, config.train_shards),
+    ]
+    requested = [(split, root, shards) for split, root, shards in requested if root is not None]
+    if not requested:
+        raise UserError("nothing to build: pass --train_directory and/or --validation_directory (or --sample DIR)")
+    plans = []
+    for split, root, shards in requested:
+        validation_wnids = load_validation_labels(config.validation_labels_file) if split == "validation" else None
+        images = scan_split(split, Path(root), classes, validation_wnids)
+        present = int((images.class_counts(len(classes.wnids)) > 0).sum())
+        if present < len(classes.wnids):
+            log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))
+        plans.append(plan_split(split, images, shards))
+    return plans
+
+
+def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxes: dict[str, list[Box]], manifest: Manifest) -> SplitSummary:
+    started = time.monotonic()
+    summary = SplitSummary(plan.split, len(plan.images), plan.num_shards)
+    sizes = plan.shard_sizes()
+    pending = []
+    done_images = 0
+    for spec_index in range(plan.num_shards):
+        spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image)
+        if manifest.is_complete(spec):
+            summary.resumed_shards += 1
+            done_images += sizes[spec_index]
+        else:
+            pending.append(spec_index)
+    if summary.resumed_shards:
+        log.info("%s: %d of %d shards already complete, resuming", plan.split, summary.resumed_shards, plan.num_shards)
+    progress = SplitProgress(plan.split, len(plan.images), done_images)
+    specs = (plan.spec(i, classes, boxes, config.output_dir, config.image) for i in pending)
+    try:
+        for result in run_local(specs, min(config.num_workers, max(len(pending), 1)), config.skip_bad_images):
+            manifest.record(result)
+            summary.written += result.records
+            progress.advance(sizes[result.index])
+    except BaseException:
+        for index in pending:  # workers stopped early leave temporaries behind
+            temporary_path(config.output_dir, shard_name(plan.split, index, plan.num_shards)).unlink(missing_ok=True)
+        raise
+    finally:
+        progress.close()
+    summary.bad_images = manifest.bad_images(plan.split)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _write_bad_image_report(output_dir: Path, summaries: list[SplitSummary]) -> None:
+    report = output_dir / BAD_IMAGES_REPORT
+    bad = [(s.split, b) for s in summaries for b in s.bad_images]
+    if not bad:
+        report.unlink(missing_ok=True)
+        return
+    lines = ["split\tpath\treason"] + [f"{split}\t{b.path}\t{b.reason}" for split, b in sorted(bad, key=lambda x: x[1].path)]
+    report.write_text("\n".join(lines) + "\n")
+
+
+def run_build(config: BuildConfig) -> list[SplitSummary]:
+    """Build every requested split into `config.output_dir`; resumes an interrupted build."""
+    classes = load_class_table(config.labels_file, config.metadata_file, config.label_offset)
+    boxes = load_bounding_boxes(config.bounding_box_file) if config.bounding_box_file else {}
+    plans = _scan_and_plan(config, classes)
+    output_dir = Path(config.output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{output_dir}: cannot create the output directory ({exc.strerror})") from None
+    with exclusive_lock(output_dir):
+        manifest = Manifest.open(output_dir, config.manifest_options())
+        for name in remove_stale_temporaries(output_dir):
+            log.info("removed unfinished shard %s left by an interrupted run", name)
+        summaries = [_build_split(plan, config, classes, boxes, manifest) for plan in plans]
+        _write_bad_image_report(output_dir, summaries)
+    return summaries

@@ -1,0 +1,139 @@
+"""Command line of build_imagenet_data.py: flags compatible with the Inception script, and more."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
+from .errors import UserError
+from .imaging import ImageOptions, ResizeMode
+from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
+
+log = logging.getLogger("imagenet_tfrecords")
+
+SAMPLE_SHARDS = {"train": 4, "validation": 2}
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"JPEG quality must be in 1..100, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="build_imagenet_data.py",
+        description="Convert ImageNet-layout images into sharded TFRecord files of tf.train.Example protos "
+        "(Inception schema). Re-running the same command resumes an interrupted build.",
+    )
+    io = parser.add_argument_group("input and output")
+    io.add_argument("--train_directory", type=Path, help="training images as <dir>/<wnid>/*.JPEG")
+    io.add_argument("--validation_directory", type=Path,
+                    help="validation images as <dir>/<wnid>/*.JPEG, or flat ILSVRC2012_val_*.JPEG")
+    io.add_argument("--output_directory", type=Path, help="where the shards, manifest.json and reports go")
+    io.add_argument("--sample", type=Path, metavar="DIR",
+                    help="make a small ILSVRC-shaped sample under DIR/raw (no network) and build it into DIR/tfrecords")
+    shards = parser.add_argument_group("sharding and workers")
+    shards.add_argument("--train_shards", type=_positive, help="number of train shards (default 1024)")
+    shards.add_argument("--validation_shards", type=_positive, help="number of validation shards (default 128)")
+    shards.add_argument("--num_threads", type=_positive, default=_cpu_count(),
+                        help="worker processes (default: CPU count); the output does not depend on it")
+    labels = parser.add_argument_group("labels")
+    labels.add_argument("--labels_file", type=Path, default=DEFAULT_LABELS_FILE,
+                        help="one wnid per line, in label order (default: the 1000 ILSVRC-2012 synsets)")
+    labels.add_argument("--imagenet_metadata_file", type=Path, default=DEFAULT_METADATA_FILE,
+                        help="<wnid><TAB><human text> lines")
+    labels.add_argument("--validation_labels_file", type=Path, default=DEFAULT_VALIDATION_LABELS_FILE,
+                        help="wnid of ILSVRC2012_val_N.JPEG on line N, for a flat validation folder")
+    labels.add_argument("--bounding_box_file", type=Path,
+                        help="CSV of <file>,<xmin>,<ymin>,<xmax>,<ymax> (relative), as process_bounding_boxes.py writes")
+    labels.add_argument("--label_offset", type=int, choices=(1, 0), default=1,
+                        help="1: labels 1..1000 with 0 as background (Inception, default); 0: labels 0..999")
+    images = parser.add_argument_group("images")
+    images.add_argument("--resize_images", action="store_true", help="resize and re-encode every image")
+    images.add_argument("--new_height", type=_positive, default=256, help="height after resizing (default 256)")
+    images.add_argument("--new_width", type=_positive, default=256, help="width after resizing (default 256)")
+    images.add_argument("--resize_mode", choices=[m.value for m in ResizeMode], default=ResizeMode.STRETCH.value,
+                        help="stretch: exactly HxW (aspect not kept); shorter_side: keep aspect, smallest size "
+                        "covering HxW; center_crop: shorter_side, then the centre HxW")
+    images.add_argument("--jpeg_q", type=_quality, default=90, help="JPEG quality of re-encoded images (default 90)")
+    images.add_argument("--skip_bad_images", action="store_true",
+                        help=f"leave out unreadable images, listing them in {BAD_IMAGES_REPORT}, instead of stopping")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    train_dir, validation_dir, output_dir, bounding_box_file = (
+        args.train_directory, args.validation_directory, args.output_directory, args.bounding_box_file)
+    train_shards, validation_shards = args.train_shards or 1024, args.validation_shards or 128
+    if args.sample is not None:
+        from .sample import make_sample
+
+        log.info("making the sample dataset under %s", args.sample / "raw")
+        sample = make_sample(args.sample / "raw")
+        train_dir = train_dir or sample.train_dir
+        validation_dir = validation_dir or sample.validation_dir
+        bounding_box_file = bounding_box_file or sample.bounding_box_file
+        output_dir = output_dir or args.sample / "tfrecords"
+        train_shards = args.train_shards or SAMPLE_SHARDS["train"]
+        validation_shards = args.validation_shards or SAMPLE_SHARDS["validation"]
+    if output_dir is None:
+        raise UserError("pass --output_directory (where the shards go)")
+    return BuildConfig(
+        output_dir=output_dir.resolve(),
+        train_dir=train_dir,
+        validation_dir=validation_dir,
+        train_shards=train_shards,
+        validation_shards=validation_shards,
+        num_workers=args.num_threads,
+        labels_file=args.labels_file,
+        metadata_file=args.imagenet_metadata_file,
+        validation_labels_file=args.validation_labels_file,
+        bounding_box_file=bounding_box_file,
+        image=ImageOptions(args.resize_images, args.new_height, args.new_width, ResizeMode(args.resize_mode), args.jpeg_q),
+        label_offset=args.label_offset,
+        skip_bad_images=args.skip_bad_images,
+    )
+
+
+def format_summary(summaries: list[SplitSummary], output_dir: Path) -> str:
+    lines = [f"{'split':<11} {'images':>9} {'written':>9} {'shards':>7} {'resumed':>8} {'bad':>5} {'seconds':>8}"]
+    for s in summaries:
+        lines.append(f"{s.split:<11} {s.images:>9} {s.written:>9} {s.shards:>7} {s.resumed_shards:>8} "
+                     f"{len(s.bad_images):>5} {s.seconds:>8.1f}")
+    lines.append(f"shards in {output_dir}")
+    if any(s.bad_images for s in summaries):
+        lines.append(f"left out bad images, listed in {output_dir / BAD_IMAGES_REPORT}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        summaries = run_build(config)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(format_summary(summaries, config.output_dir))
+    return 0

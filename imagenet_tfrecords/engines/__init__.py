@@ -1,0 +1,1 @@
+"""Engines map the one shard worker over a plan's shard specs."""

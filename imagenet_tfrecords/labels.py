@@ -1,0 +1,98 @@
+"""Class metadata: synset list, human-readable text, validation labels, bounding boxes."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+SYNSETS_DIR = Path(__file__).resolve().parent.parent / "synsets"
+DEFAULT_LABELS_FILE = SYNSETS_DIR / "imagenet_lsvrc_2015_synsets.txt"
+DEFAULT_METADATA_FILE = SYNSETS_DIR / "imagenet_metadata.txt"
+DEFAULT_VALIDATION_LABELS_FILE = SYNSETS_DIR / "imagenet_2012_validation_synset_labels.txt"
+
+Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax, relative to the image
+
+
+@dataclass(frozen=True)
+class ClassTable:
+    """The classes of a dataset in label order, with their text and label convention."""
+
+    wnids: tuple[str, ...]
+    texts: tuple[str, ...]
+    label_offset: int = 1  # 1: Inception (1..N, 0 = background); 0: 0..N-1
+
+    def index_of(self) -> dict[str, int]:
+        return {wnid: i for i, wnid in enumerate(self.wnids)}
+
+    def label(self, index: int) -> int:
+        return index + self.label_offset
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found; pass the right path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read {what} ({exc})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def load_wnids(path: Path) -> list[str]:
+    """Read a labels file: one synset id per line, in label order."""
+    wnids = _read_lines(path, "labels file")
+    if not wnids:
+        raise UserError(f"{path}: labels file is empty; it needs one synset id per line")
+    repeated = [wnid for wnid, count in Counter(wnids).items() if count > 1]
+    if repeated:
+        raise UserError(f"{path}: labels file lists {repeated[0]} more than once")
+    return wnids
+
+
+def load_texts(path: Path, wnids: list[str]) -> list[str]:
+    """Human-readable text for each wnid from a `<wnid>\\t<text>` metadata file."""
+    lookup: dict[str, str] = {}
+    for number, line in enumerate(_read_lines(path, "metadata file"), 1):
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise UserError(f"{path}:{number}: expected '<wnid><TAB><text>', got {line!r}")
+        lookup[parts[0]] = parts[1]
+    missing = [w for w in wnids if w not in lookup]
+    if missing:
+        raise UserError(f"{path}: no human-readable text for {missing[0]} ({len(missing)} synsets missing)")
+    return [lookup[w] for w in wnids]
+
+
+def load_class_table(labels_file: Path, metadata_file: Path, label_offset: int) -> ClassTable:
+    wnids = load_wnids(labels_file)
+    return ClassTable(tuple(wnids), tuple(load_texts(metadata_file, wnids)), label_offset)
+
+
+def load_validation_labels(path: Path) -> list[str]:
+    """Line i (0-based) is the wnid of ILSVRC2012_val_{i+1:08d}.JPEG."""
+    return _read_lines(path, "validation label file")
+
+
+def load_bounding_boxes(path: Path) -> dict[str, list[Box]]:
+    """Read the Inception CSV: `<filename>,<xmin>,<ymin>,<xmax>,<ymax>` in relative coordinates."""
+    boxes: dict[str, list[Box]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for number, row in enumerate(csv.reader(handle), 1):
+                if not row:
+                    continue
+                try:
+                    name, *coords = row
+                    xmin, ymin, xmax, ymax = (float(c) for c in coords)
+                except ValueError:
+                    raise UserError(
+                        f"{path}:{number}: expected '<file>,<xmin>,<ymin>,<xmax>,<ymax>', got {','.join(row)!r}"
+                    ) from None
+                boxes.setdefault(name, []).append((xmin, ymin, xmax, ymax))
+    except FileNotFoundError:
+        raise UserError(f"{path}: bounding box file not found; pass the right path or leave out --bounding_box_file") from None
+    return boxes

@@ -1,0 +1,116 @@
+"""A small ILSVRC-shaped dataset made offline from the photos shipped with scikit-image.
+
+Real wnids, ImageNet-like sizes and JPEG settings, a flat validation folder named and
+labelled as in ILSVRC-2012, a bounding-box CSV, and one of each awkward file: CMYK,
+grayscale, progressive, a PNG named .JPEG, and a large photo.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageEnhance
+
+from .errors import UserError
+from .labels import DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels
+
+SAMPLE_WNIDS = ("n01440764", "n02119789", "n02123045", "n03255030", "n04037443")
+PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
+          "hubble_deep_field.jpg", "retina.jpg", "ihc.png")
+IMAGENET_LIKE_SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (450, 300))
+TRAIN_PER_CLASS = 20
+VALIDATION_PER_CLASS = 4
+SPECIAL_KINDS = ("cmyk", "grayscale", "progressive", "png", "large")
+
+
+@dataclass
+class Sample:
+    root: Path
+    train_dir: Path
+    validation_dir: Path
+    bounding_box_file: Path
+    special: dict[str, Path] = field(default_factory=dict)  # kind -> file
+
+
+def _photo_directory() -> Path:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the sample is made from scikit-image's photos: run `pip install -r requirements.txt` first")
+    return Path(spec.submodule_search_locations[0]) / "data"
+
+
+def _load_photos() -> list[Image.Image]:
+    directory = _photo_directory()
+    return [Image.open(directory / name).convert("RGB") for name in PHOTOS]
+
+
+def make_photo(photos: list[Image.Image], rng: random.Random, size: tuple[int, int]) -> Image.Image:
+    """A natural-looking image: a random crop of a real photo, rescaled, flipped and re-toned."""
+    photo = rng.choice(photos)
+    aspect = size[0] / size[1]
+    crop_height = rng.randint(photo.height // 2, photo.height)
+    crop_width = min(photo.width, int(crop_height * aspect))
+    crop_height = int(crop_width / aspect)
+    left = rng.randint(0, photo.width - crop_width)
+    top = rng.randint(0, photo.height - crop_height)
+    image = photo.crop((left, top, left + crop_width, top + crop_height)).resize(size, Image.Resampling.BICUBIC)
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return ImageEnhance.Brightness(image).enhance(rng.uniform(0.8, 1.2))
+
+
+def _save(image: Image.Image, path: Path, kind: str, rng: random.Random) -> None:
+    quality = rng.choice((85, 90, 93, 96))
+    if kind == "cmyk":
+        image.convert("CMYK").save(path, "JPEG", quality=quality)  # Pillow writes an Adobe marker
+    elif kind == "grayscale":
+        image.convert("L").save(path, "JPEG", quality=quality)
+    elif kind == "progressive":
+        image.save(path, "JPEG", quality=quality, progressive=True)
+    elif kind == "png":
+        image.save(path, "PNG")  # a PNG under a .JPEG name, as n02105855_2933.JPEG in ILSVRC-2012
+    else:
+        image.save(path, "JPEG", quality=quality)
+
+
+def _validation_numbers(wnids: tuple[str, ...]) -> dict[str, list[int]]:
+    """The first ILSVRC-2012 validation image numbers of each class, from the shipped label file."""
+    numbers: dict[str, list[int]] = {wnid: [] for wnid in wnids}
+    for number, wnid in enumerate(load_validation_labels(DEFAULT_VALIDATION_LABELS_FILE), 1):
+        if wnid in numbers and len(numbers[wnid]) < VALIDATION_PER_CLASS:
+            numbers[wnid].append(number)
+    return numbers
+
+
+def make_sample(root: Path, seed: int = 0) -> Sample:
+    """Write the sample under `root` (train/, validation/, bounding_boxes.csv); deterministic."""
+    rng = random.Random(seed)
+    photos = _load_photos()
+    sample = Sample(root, root / "train", root / "validation", root / "bounding_boxes.csv")
+    specials = iter(SPECIAL_KINDS)
+    box_lines = []
+    for wnid in SAMPLE_WNIDS:
+        class_dir = sample.train_dir / wnid
+        class_dir.mkdir(parents=True, exist_ok=True)
+        for n in range(TRAIN_PER_CLASS):
+            kind = next(specials, "plain") if n == 0 else "plain"
+            size = (2000, 1500) if kind == "large" else rng.choice(IMAGENET_LIKE_SIZES)
+            path = class_dir / f"{wnid}_{1000 + 37 * n}.JPEG"
+            _save(make_photo(photos, rng, size), path, kind, rng)
+            if kind != "plain":
+                sample.special[kind] = path
+            if n < 3:
+                for _ in range(1 + (n == 0)):
+                    x0, y0 = rng.uniform(0, 0.5), rng.uniform(0, 0.5)
+                    x1, y1 = rng.uniform(x0 + 0.1, 1.0), rng.uniform(y0 + 0.1, 1.0)
+                    box_lines.append(f"{path.name},{x0:.4f},{y0:.4f},{x1:.4f},{y1:.4f}")
+    sample.validation_dir.mkdir(parents=True, exist_ok=True)
+    for numbers in _validation_numbers(SAMPLE_WNIDS).values():
+        for number in numbers:
+            path = sample.validation_dir / f"ILSVRC2012_val_{number:08d}.JPEG"
+            _save(make_photo(photos, rng, rng.choice(IMAGENET_LIKE_SIZES)), path, "plain", rng)
+    sample.bounding_box_file.write_text("\n".join(sorted(box_lines)) + "\n")
+    return sample

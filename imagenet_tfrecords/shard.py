@@ -1,0 +1,93 @@
+"""The one worker: write a single shard from its spec, atomically. Every engine runs this."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadImageError, UserError
+from .imaging import prepare_image
+from .plan import ShardSpec
+from .records import build_example, frame_record
+
+WRITE_BUFFER_BYTES = 8 << 20  # 8 MiB: few, large writes
+
+
+@dataclass(frozen=True)
+class BadImage:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    split: str
+    index: int
+    name: str
+    digest: str
+    records: int
+    size: int
+    sha256: str
+    bad_images: tuple[BadImage, ...]
+
+
+def temporary_path(output_dir: str | Path, name: str) -> Path:
+    """Where a shard is written until it is complete; hidden so `train-*` globs never see it."""
+    return Path(output_dir) / f".{name}.tmp"
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise BadImageError(path, f"cannot read the file ({exc.strerror})") from None
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
+    """Write `spec` to its temporary name, fsync it, then rename it to the final shard name.
+
+    A bad image raises BadImageError, or with `skip_bad_images` is left out and reported
+    in the result. A finished name is therefore always a finished shard.
+    """
+    final = Path(spec.output_dir) / spec.name
+    temporary = temporary_path(spec.output_dir, spec.name)
+    checksum = hashlib.sha256()
+    bad: list[BadImage] = []
+    records = size = 0
+    try:
+        with open(temporary, "wb", buffering=WRITE_BUFFER_BYTES) as out:
+            for item in spec.items:
+                try:
+                    image = prepare_image(_read(item.path), item.path, item.boxes, spec.image)
+                except BadImageError as exc:
+                    if not skip_bad_images:
+                        raise
+                    bad.append(BadImage(exc.path, exc.reason))
+                    continue
+                record = frame_record(build_example(item, image))
+                out.write(record)
+                checksum.update(record)
+                records += 1
+                size += len(record)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, final)
+        _fsync_directory(final.parent)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise UserError(f"{final}: cannot write the shard ({exc.strerror or exc})") from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return ShardResult(spec.split, spec.index, spec.name, spec.digest(), records, size, checksum.hexdigest(), tuple(bad))
