@@ -1,0 +1,179 @@
+"""generate_tfrecord_protos.py: ask for the build options, print the build_imagenet_data.py command, run it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from . import cli
+from .errors import UserError
+from .imaging import ResizeMode
+from .memory import GIB, gib, read_memory
+from .prompts import (Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory,
+                      parse_int_in)
+from .purge import PurgeOptions, purge
+
+DATA_DIR_ENV = "IMAGENET_DATA_DIR"
+OUTPUT_DIR_ENV = "PROTO_OUT_DIR"
+BOUNDING_BOX_FILE = "bounding_boxes.csv"  # what download_imagenet.py leaves beside train/ and validation/
+DEFAULT_MIN_FREE_GIB = 16.0  # the seed README: "at least 16 GB RAM free, and preferably 32 GB"
+RESIZED, ORIGINAL = "resized", "original"
+MODES = tuple(m.value for m in ResizeMode)
+
+
+@dataclass(frozen=True)
+class Answers:
+    data_dir: Path
+    output_dir: Path
+    resize: bool
+    height: int
+    width: int
+    mode: str
+    quality: int
+
+    @property
+    def train_dir(self) -> Path | None:
+        return self.data_dir / "train" if (self.data_dir / "train").is_dir() else None
+
+    @property
+    def validation_dir(self) -> Path | None:
+        return self.data_dir / "validation" if (self.data_dir / "validation").is_dir() else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="generate_tfrecord_protos.py",
+        description="Ask for the build options (or take them from flags and environment variables), print the "
+        "equivalent build_imagenet_data.py command and run it. With --yes or no terminal, nothing is asked.",
+    )
+    parser.add_argument("--data_dir", help=f"the raw data: the download target, holding train/ and validation/ "
+                        f"(default ${DATA_DIR_ENV})")
+    parser.add_argument("--output_directory", help=f"where the shards go (default ${OUTPUT_DIR_ENV}, else DATA_DIR/tfrecords)")
+    resize = parser.add_mutually_exclusive_group()
+    resize.add_argument("--resize", dest="resize", action="store_const", const=RESIZED,
+                        help="store pre-resized images (recommended, the default)")
+    resize.add_argument("--no_resize", dest="resize", action="store_const", const=ORIGINAL,
+                        help="store the original images")
+    parser.add_argument("--new_height", help="height after resizing (default 256; the seed used 352)")
+    parser.add_argument("--new_width", help="width after resizing (default 256; the seed used 352)")
+    parser.add_argument("--resize_mode", help=f"one of {', '.join(MODES)} (default stretch: aspect not kept)")
+    parser.add_argument("--jpeg_q", help="JPEG quality, 1..100 (default 90, recommended)")
+    parser.add_argument("--yes", action="store_true", help="ask nothing: take flags, environment, then defaults")
+    parser.add_argument("--min_free_gb", type=float, default=DEFAULT_MIN_FREE_GIB, metavar="GB",
+                        help=f"before a training-set build, offer to purge memory below GB GiB available "
+                        f"(default {DEFAULT_MIN_FREE_GIB:g})")
+    passed = parser.add_argument_group("passed on to build_imagenet_data.py")
+    passed.add_argument("--train_shards", help="number of train shards (default 1024)")
+    passed.add_argument("--validation_shards", help="number of validation shards (default 128)")
+    passed.add_argument("--num_threads", help="worker processes (default: CPU count)")
+    return parser
+
+
+def parse_data_dir(text: str) -> Path:
+    path = parse_existing_directory(text)
+    if not (path / "train").is_dir() and not (path / "validation").is_dir():
+        raise ValueError(f"{path} holds neither train/ nor validation/: give the directory the download went to")
+    return path
+
+
+def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, str]) -> Answers:
+    """Every answer, in the seed's order: flag if given, else the terminal, else env/default."""
+    data_dir = prompter.answer(Question(
+        "Where is the raw ImageNet data (the download target, holding train/ and validation/)?",
+        parse_data_dir, env.get(DATA_DIR_ENV) or None, f"--data_dir or set {DATA_DIR_ENV}"), args.data_dir, "--data_dir")
+    output_dir = prompter.answer(Question(
+        "Where should the TFRecord files go?", parse_creatable_directory,
+        env.get(OUTPUT_DIR_ENV) or str(data_dir / "tfrecords"), f"--output_directory or set {OUTPUT_DIR_ENV}"),
+        args.output_directory, "--output_directory")
+    resize = prompter.answer(Question(
+        f"Store pre-resized images (recommended) or the originals? ({RESIZED}/{ORIGINAL})",
+        parse_choice((RESIZED, ORIGINAL), {"r": RESIZED, "resize": RESIZED, "y": RESIZED, "yes": RESIZED,
+                                            "o": ORIGINAL, "n": ORIGINAL, "no": ORIGINAL}), RESIZED),
+        args.resize) == RESIZED
+    height, width, mode = 256, 256, ResizeMode.STRETCH.value
+    if resize:
+        height = prompter.answer(Question(
+            "Height after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
+            parse_int_in(1), "256"), args.new_height, "--new_height")
+        width = prompter.answer(Question(
+            "Width after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
+            parse_int_in(1), "256"), args.new_width, "--new_width")
+        mode = prompter.answer(Question(
+            "Resize mode: stretch (exactly HxW, aspect NOT kept, as the seed), shorter_side (keep aspect, cover HxW), "
+            "center_crop (shorter_side, then the centre HxW)?", parse_choice(MODES), ResizeMode.STRETCH.value),
+            args.resize_mode, "--resize_mode")
+    quality = prompter.answer(Question("JPEG quality of re-encoded images, 1..100 (90 recommended)?",
+                                       parse_int_in(1, 100), "90"), args.jpeg_q, "--jpeg_q")
+    return Answers(data_dir, output_dir, resize, height, width, mode, quality)
+
+
+def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
+    """The build_imagenet_data.py arguments for these answers; every path absolute, so it runs from anywhere."""
+    argv = []
+    if answers.train_dir:
+        argv += ["--train_directory", str(answers.train_dir)]
+    if answers.validation_dir:
+        argv += ["--validation_directory", str(answers.validation_dir)]
+    argv += ["--output_directory", str(answers.output_dir)]
+    if (answers.data_dir / BOUNDING_BOX_FILE).is_file():
+        argv += ["--bounding_box_file", str(answers.data_dir / BOUNDING_BOX_FILE)]
+    for flag in ("train_shards", "validation_shards", "num_threads"):
+        value = getattr(args, flag)
+        if value is not None:
+            argv += [f"--{flag}", str(parse_int_in(1)(value)) if value.strip().isdigit() else value]
+    if answers.resize:
+        argv += ["--resize_images", "--new_height", str(answers.height), "--new_width", str(answers.width),
+                 "--resize_mode", answers.mode]
+    argv += ["--jpeg_q", str(answers.quality)]
+    return argv
+
+
+def command_line(argv: list[str], build_script: Path) -> str:
+    """The shell command that runs the same build: this interpreter, the script (relative when below the cwd)."""
+    script = build_script.resolve()
+    try:
+        script = script.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return shlex.join([sys.executable, str(script), *argv])
+
+
+def check_memory(min_free_gib: float, prompter: Prompter) -> None:
+    """Before a training-set build: warn when memory is low and offer (never run silently) the purge."""
+    available = read_memory().available
+    if available >= min_free_gib * GIB:
+        return
+    print(f"only {gib(available)} of memory available; a training-set build wants {min_free_gib:g} GiB free "
+          "(a low-memory build can be killed by the kernel: see dmesg)")
+    if not prompter.interactive:
+        print("run purge_mem_caches.py first if the build runs out of memory")
+        return
+    if prompter.confirm("Run purge_mem_caches.py now (drop the page cache, list stale python processes)?", default=False):
+        try:
+            purge(PurgeOptions(yes=True), prompter)
+        except UserError as exc:
+            print(f"purge_mem_caches.py: {exc}; going on with the build")
+
+
+def main(argv: list[str] | None, build_script: Path) -> int:
+    """Ask, print the command, run the build in this process; the exit code."""
+    args = build_parser().parse_args(argv)
+    prompter = Prompter(interactive=sys.stdin.isatty() and not args.yes)
+    try:
+        answers = ask_answers(args, prompter, os.environ)
+        build_argv = build_arguments(answers, args)
+        if answers.train_dir:
+            check_memory(args.min_free_gb, prompter)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing was built", file=sys.stderr)
+        return 130
+    print(f"running: {command_line(build_argv, build_script)}", flush=True)
+    return cli.main(build_argv)

@@ -1,0 +1,64 @@
+"""Shared fixtures: the built-in sample, the real CLI, and reading shards back with TensorFlow."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imagenet_tfrecords.sample import Sample, make_sample
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def run_build_cli(*args: str | Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python build_imagenet_data.py ARGS` as a user would."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "build_imagenet_data.py"), *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"build failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def sample_args(sample: Sample, output: Path, *extra: str | Path) -> list[str | Path]:
+    return [
+        "--train_directory", sample.train_dir, "--validation_directory", sample.validation_dir,
+        "--bounding_box_file", sample.bounding_box_file, "--output_directory", output,
+        "--train_shards", "4", "--validation_shards", "2", *extra,
+    ]
+
+
+def shard_digests(directory: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if "-of-" in p.name and not p.name.startswith(".")
+    }
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    return make_sample(tmp_path_factory.mktemp("sample") / "raw")
+
+
+@pytest.fixture(scope="session")
+def resized_build(sample: Sample, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample built as README shows: resized to 256x256, q90, two workers."""
+    output = tmp_path_factory.mktemp("resized")
+    run_build_cli(*sample_args(sample, output, "--resize_images", "--num_threads", "2"))
+    return output
+
+
+@pytest.fixture(scope="session")
+def copy_build(sample: Sample, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample built without resizing (copy mode)."""
+    output = tmp_path_factory.mktemp("copy")
+    run_build_cli(*sample_args(sample, output, "--num_threads", "2"))
+    return output
