@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +22,9 @@ from .labels import (
     load_validation_labels,
 )
 from .manifest import Manifest, exclusive_lock, remove_stale_temporaries
-from .plan import SHUFFLE_SEED, SplitPlan, plan_split, shard_name
+from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split, shard_name
 from .progress import SplitProgress
-from .shard import BadImage, temporary_path
+from .shard import BadImage, ShardResult, index_path, temporary_path
 from .sources import scan_split
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class BuildConfig:
     image: ImageOptions = ImageOptions()
     label_offset: int = 1
     skip_bad_images: bool = False
+    index_dir: Path | None = None  # DALI index files; None: none written
+    scheduler: str | None = None  # a Dask scheduler address; None: this machine's process pool
 
     def manifest_options(self) -> dict:
         """What decides the bytes of the output: a re-run with other values must not mix in."""
@@ -87,6 +90,14 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
     return plans
 
 
+def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -> Iterator[ShardResult]:
+    if config.scheduler is not None:
+        from .engines.dask import run_dask  # optional extra: only imported when asked for
+
+        return run_dask(specs, config.scheduler, config.skip_bad_images)
+    return run_local(specs, min(config.num_workers, max(pending, 1)), config.skip_bad_images)
+
+
 def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxes: dict[str, list[Box]], manifest: Manifest) -> SplitSummary:
     started = time.monotonic()
     summary = SplitSummary(plan.split, len(plan.images), plan.num_shards)
@@ -94,7 +105,7 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     pending = []
     done_images = 0
     for spec_index in range(plan.num_shards):
-        spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image)
+        spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image, config.index_dir)
         if manifest.is_complete(spec):
             summary.resumed_shards += 1
             done_images += sizes[spec_index]
@@ -103,15 +114,18 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     if summary.resumed_shards:
         log.info("%s: %d of %d shards already complete, resuming", plan.split, summary.resumed_shards, plan.num_shards)
     progress = SplitProgress(plan.split, len(plan.images), done_images)
-    specs = (plan.spec(i, classes, boxes, config.output_dir, config.image) for i in pending)
+    specs = (plan.spec(i, classes, boxes, config.output_dir, config.image, config.index_dir) for i in pending)
     try:
-        for result in run_local(specs, min(config.num_workers, max(len(pending), 1)), config.skip_bad_images):
+        for result in _run_engine(specs, config, len(pending)):
             manifest.record(result)
             summary.written += result.records
             progress.advance(sizes[result.index])
     except BaseException:
         for index in pending:  # workers stopped early leave temporaries behind
-            temporary_path(config.output_dir, shard_name(plan.split, index, plan.num_shards)).unlink(missing_ok=True)
+            name = shard_name(plan.split, index, plan.num_shards)
+            temporary_path(Path(config.output_dir) / name).unlink(missing_ok=True)
+            if config.index_dir is not None:
+                temporary_path(index_path(config.index_dir, name)).unlink(missing_ok=True)
         raise
     finally:
         progress.close()
@@ -136,14 +150,17 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
     boxes = load_bounding_boxes(config.bounding_box_file) if config.bounding_box_file else {}
     plans = _scan_and_plan(config, classes)
     output_dir = Path(config.output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{output_dir}: cannot create the output directory ({exc.strerror})") from None
+    directories = [output_dir] + ([Path(config.index_dir)] if config.index_dir is not None else [])
+    for directory in directories:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{directory}: cannot create the directory ({exc.strerror})") from None
     with exclusive_lock(output_dir):
         manifest = Manifest.open(output_dir, config.manifest_options())
-        for name in remove_stale_temporaries(output_dir):
-            log.info("removed unfinished shard %s left by an interrupted run", name)
+        for directory in directories:
+            for name in remove_stale_temporaries(directory):
+                log.info("removed %s, left unfinished by an interrupted run", directory / name)
         summaries = [_build_split(plan, config, classes, boxes, manifest) for plan in plans]
         _write_bad_image_report(output_dir, summaries)
     return summaries

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
 from .errors import UserError
-from .imaging import ImageOptions, ResizeMode
+from .imaging import ImageOptions, ResizeMode, ResizeQuality
 from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
 
 log = logging.getLogger("imagenet_tfrecords")
@@ -72,9 +72,25 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--resize_mode", choices=[m.value for m in ResizeMode], default=ResizeMode.STRETCH.value,
                         help="stretch: exactly HxW (aspect not kept); shorter_side: keep aspect, smallest size "
                         "covering HxW; center_crop: shorter_side, then the centre HxW")
+    images.add_argument("--resize_quality", choices=[q.value for q in ResizeQuality], default=ResizeQuality.DEFAULT.value,
+                        help="fast: quickest, at least the quality of TensorFlow's bilinear resize; default: "
+                        "better and still faster than TensorFlow ops; best: closest to a full-resolution Lanczos resize")
     images.add_argument("--jpeg_q", type=_quality, default=90, help="JPEG quality of re-encoded images (default 90)")
     images.add_argument("--skip_bad_images", action="store_true",
                         help=f"leave out unreadable images, listing them in {BAD_IMAGES_REPORT}, instead of stopping")
+    index = parser.add_argument_group("DALI index and verification")
+    index.add_argument("--index_directory", type=Path,
+                       help="where each shard's DALI index (<shard>.idx) is written with it (default OUT/idx)")
+    index.add_argument("--no_index", action="store_true", help="do not write DALI index files")
+    index.add_argument("--verify", type=Path, metavar="DIR",
+                       help="check every shard in DIR (CRCs, counts, schema, labels, indexes) instead of building")
+    index.add_argument("--deep", action="store_true", help="with --verify: also decode every image")
+    index.add_argument("--json", action="store_true", help="with --verify: print the report as JSON")
+    index.add_argument("--write_index", type=Path, metavar="DIR",
+                       help="write DALI index files for the shards in DIR (built by any tool) instead of building")
+    engine = parser.add_argument_group("distributed build")
+    engine.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the shard workers on a Dask cluster (e.g. tcp://HOST:8786) instead of local processes")
     return parser
 
 
@@ -95,8 +111,10 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         validation_shards = args.validation_shards or SAMPLE_SHARDS["validation"]
     if output_dir is None:
         raise UserError("pass --output_directory (where the shards go)")
+    output_dir = output_dir.resolve()
+    index_dir = None if args.no_index else (args.index_directory or output_dir / "idx").resolve()
     return BuildConfig(
-        output_dir=output_dir.resolve(),
+        output_dir=output_dir,
         train_dir=train_dir,
         validation_dir=validation_dir,
         train_shards=train_shards,
@@ -106,9 +124,12 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         metadata_file=args.imagenet_metadata_file,
         validation_labels_file=args.validation_labels_file,
         bounding_box_file=bounding_box_file,
-        image=ImageOptions(args.resize_images, args.new_height, args.new_width, ResizeMode(args.resize_mode), args.jpeg_q),
+        image=ImageOptions(args.resize_images, args.new_height, args.new_width, ResizeMode(args.resize_mode),
+                           args.jpeg_q, ResizeQuality(args.resize_quality)),
         label_offset=args.label_offset,
         skip_bad_images=args.skip_bad_images,
+        index_dir=index_dir,
+        scheduler=args.scheduler,
     )
 
 
@@ -127,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
+        if args.verify is not None:
+            from .verify import verify_command
+
+            return verify_command(args.verify, deep=args.deep, as_json=args.json, num_workers=args.num_threads,
+                                  index_dir=args.index_directory)
+        if args.write_index is not None:
+            from .dali_index import write_index_command
+
+            return write_index_command(args.write_index, args.index_directory)
         config = config_from_args(args)
         summaries = run_build(config)
     except UserError as exc:

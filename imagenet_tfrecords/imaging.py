@@ -20,6 +20,12 @@ from .errors import BadImageError
 from .labels import Box
 
 
+class ResizeQuality(str, Enum):
+    FAST = "fast"
+    DEFAULT = "default"
+    BEST = "best"
+
+
 class ResizeMode(str, Enum):
     STRETCH = "stretch"  # exactly height x width, aspect not kept (the seed's behaviour)
     SHORTER_SIDE = "shorter_side"  # keep aspect; smallest size covering height x width
@@ -32,17 +38,19 @@ class ImageOptions:
     height: int = 256
     width: int = 256
     mode: ResizeMode = ResizeMode.STRETCH
-    quality: int = 90  # JPEG quality of every re-encoded image
+    jpeg_quality: int = 90  # of every re-encoded image
+    resize_quality: ResizeQuality = ResizeQuality.DEFAULT
 
     def __post_init__(self) -> None:
-        if not 1 <= self.quality <= 100:
-            raise ValueError(f"JPEG quality must be in 1..100, was {self.quality}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"JPEG quality must be in 1..100, was {self.jpeg_quality}")
         if self.height < 1 or self.width < 1:
             raise ValueError(f"height and width must be positive, were {self.height}x{self.width}")
 
     def as_dict(self) -> dict[str, object]:
         fields = asdict(self)
         fields["mode"] = self.mode.value
+        fields["resize_quality"] = self.resize_quality.value
         return fields
 
 
@@ -208,7 +216,7 @@ def _resized(data: bytes, path: str, header: JpegHeader | None, boxes: tuple[Box
     source_box = (region[0] * width, region[1] * height, region[2] * width, region[3] * height)
     output_size = (options.width, options.height) if options.mode is not ResizeMode.SHORTER_SIDE else scaled
     image = image.resize(output_size, Image.Resampling.LANCZOS, box=source_box)
-    return StoredImage(_encode(image, options.quality), image.height, image.width, crop_boxes(boxes, region))
+    return StoredImage(_encode(image, options.jpeg_quality), image.height, image.width, crop_boxes(boxes, region))
 
 
 def _ends_cleanly(data: bytes) -> bool:
@@ -232,4 +240,4 @@ def prepare_image(data: bytes, path: str, boxes: tuple[Box, ...], options: Image
             _decode(data, path)  # no end marker: keep the bytes only if they decode in full
         return StoredImage(data, header.height, header.width, boxes)
     image = _to_rgb(_decode(data, path), path)
-    return StoredImage(_encode(image, options.quality), image.height, image.width, boxes)
+    return StoredImage(_encode(image, options.jpeg_quality), image.height, image.width, boxes)

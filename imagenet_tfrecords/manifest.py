@@ -13,12 +13,12 @@ from pathlib import Path
 
 from .errors import UserError
 from .plan import ShardSpec
-from .shard import BadImage, ShardResult
+from .shard import BadImage, ShardResult, index_path
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 SHARD_NAME = re.compile(r"(train|validation)-\d{5}-of-\d{5}")
-TEMPORARY_NAME = re.compile(r"\.(train|validation)-\d{5}-of-\d{5}\.tmp")
+TEMPORARY_NAME = re.compile(r"\.(train|validation)-\d{5}-of-\d{5}(\.idx)?\.tmp")
 
 
 @contextmanager
@@ -32,11 +32,11 @@ def exclusive_lock(output_dir: Path) -> Iterator[None]:
         yield
 
 
-def remove_stale_temporaries(output_dir: Path) -> list[str]:
-    """Delete unfinished shards left by an interrupted run; returns their names."""
-    removed = sorted(p.name for p in output_dir.iterdir() if TEMPORARY_NAME.fullmatch(p.name))
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Delete unfinished shards and indexes left by an interrupted run; returns their names."""
+    removed = sorted(p.name for p in directory.iterdir() if TEMPORARY_NAME.fullmatch(p.name))
     for name in removed:
-        (output_dir / name).unlink()
+        (directory / name).unlink()
     return removed
 
 
@@ -79,7 +79,7 @@ class Manifest:
         return self.data["shards"]
 
     def is_complete(self, spec: ShardSpec) -> bool:
-        """The finished shard is there, recorded, and planned with the same content."""
+        """The finished shard (and its index, if asked for) is there, recorded, and planned the same."""
         entry = self.shards.get(spec.name)
         final = Path(spec.output_dir) / spec.name
         return (
@@ -87,6 +87,7 @@ class Manifest:
             and entry["digest"] == spec.digest()
             and final.is_file()
             and final.stat().st_size == entry["size"]
+            and (spec.index_dir is None or index_path(spec.index_dir, spec.name).is_file())
         )
 
     def record(self, result: ShardResult) -> None:

@@ -40,6 +40,7 @@ class ShardSpec:
     output_dir: str
     image: ImageOptions
     items: tuple[ShardItem, ...]
+    index_dir: str | None = None  # where the DALI index goes; None: no index
 
     @property
     def name(self) -> str:
@@ -91,11 +92,13 @@ class SplitPlan:
     def shard_sizes(self) -> list[int]:
         return np.diff(self.bounds).tolist()
 
-    def specs(self, classes: ClassTable, boxes: dict[str, list[Box]], output_dir: Path, image: ImageOptions) -> Iterator[ShardSpec]:
+    def specs(self, classes: ClassTable, boxes: dict[str, list[Box]], output_dir: Path, image: ImageOptions,
+              index_dir: Path | None = None) -> Iterator[ShardSpec]:
         for index in range(self.num_shards):
-            yield self.spec(index, classes, boxes, output_dir, image)
+            yield self.spec(index, classes, boxes, output_dir, image, index_dir)
 
-    def spec(self, index: int, classes: ClassTable, boxes: dict[str, list[Box]], output_dir: Path, image: ImageOptions) -> ShardSpec:
+    def spec(self, index: int, classes: ClassTable, boxes: dict[str, list[Box]], output_dir: Path, image: ImageOptions,
+             index_dir: Path | None = None) -> ShardSpec:
         items = []
         for position in self.order[self.bounds[index] : self.bounds[index + 1]]:
             relative = self.images.names[position]
@@ -111,7 +114,8 @@ class SplitPlan:
                     boxes=tuple(boxes.get(filename, ())),
                 )
             )
-        return ShardSpec(self.split, index, self.num_shards, str(output_dir), image, tuple(items))
+        return ShardSpec(self.split, index, self.num_shards, str(output_dir), image, tuple(items),
+                         str(index_dir) if index_dir is not None else None)
 
 
 def plan_split(split: str, images: SplitImages, num_shards: int, seed: int = SHUFFLE_SEED) -> SplitPlan:

@@ -27,6 +27,11 @@ def frame_record(payload: bytes) -> bytes:
     )
 
 
+def dali_index_line(offset: int, record_size: int) -> str:
+    """One line of a DALI `tfrecord2idx` index: where a record starts and its framed size."""
+    return f"{offset} {record_size}\n"
+
+
 def _bytes(feature: Feature, value: str | bytes) -> None:
     feature.bytes_list.value.append(value.encode() if isinstance(value, str) else value)
 

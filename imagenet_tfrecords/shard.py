@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import BadImageError, UserError
 from .imaging import prepare_image
 from .plan import ShardSpec
-from .records import build_example, frame_record
+from .records import build_example, dali_index_line, frame_record
 
 WRITE_BUFFER_BYTES = 8 << 20  # 8 MiB: few, large writes
 
@@ -33,9 +33,20 @@ class ShardResult:
     bad_images: tuple[BadImage, ...]
 
 
-def temporary_path(output_dir: str | Path, name: str) -> Path:
-    """Where a shard is written until it is complete; hidden so `train-*` globs never see it."""
-    return Path(output_dir) / f".{name}.tmp"
+def temporary_path(final: Path) -> Path:
+    """Where a file is written until it is complete; hidden so `train-*` globs never see it."""
+    return final.with_name(f".{final.name}.tmp")
+
+
+def index_path(index_dir: str | Path, shard: str) -> Path:
+    return Path(index_dir) / f"{shard}.idx"
+
+
+def _write_durably(path: Path, chunks: list[str]) -> None:
+    with open(path, "w") as handle:
+        handle.writelines(chunks)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _read(path: str) -> bytes:
@@ -57,13 +68,16 @@ def _fsync_directory(directory: Path) -> None:
 def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
     """Write `spec` to its temporary name, fsync it, then rename it to the final shard name.
 
-    A bad image raises BadImageError, or with `skip_bad_images` is left out and reported
-    in the result. A finished name is therefore always a finished shard.
+    The DALI index (when asked for) is written beside it and renamed just before the shard,
+    so a finished shard always has its index. A bad image raises BadImageError, or with
+    `skip_bad_images` is left out and reported in the result.
     """
     final = Path(spec.output_dir) / spec.name
-    temporary = temporary_path(spec.output_dir, spec.name)
+    temporary = temporary_path(final)
+    index_final = index_path(spec.index_dir, spec.name) if spec.index_dir else None
     checksum = hashlib.sha256()
     bad: list[BadImage] = []
+    index_lines: list[str] = []
     records = size = 0
     try:
         with open(temporary, "wb", buffering=WRITE_BUFFER_BYTES) as out:
@@ -78,16 +92,22 @@ def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
                 record = frame_record(build_example(item, image))
                 out.write(record)
                 checksum.update(record)
+                index_lines.append(dali_index_line(size, len(record)))
                 records += 1
                 size += len(record)
             out.flush()
             os.fsync(out.fileno())
+        if index_final is not None:
+            _write_durably(temporary_path(index_final), index_lines)
+            os.replace(temporary_path(index_final), index_final)
+            _fsync_directory(index_final.parent)
         os.replace(temporary, final)
         _fsync_directory(final.parent)
-    except OSError as exc:
+    except BaseException as exc:
         temporary.unlink(missing_ok=True)
-        raise UserError(f"{final}: cannot write the shard ({exc.strerror or exc})") from None
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+        if index_final is not None:
+            temporary_path(index_final).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise UserError(f"{final}: cannot write the shard ({exc.strerror or exc})") from None
         raise
     return ShardResult(spec.split, spec.index, spec.name, spec.digest(), records, size, checksum.hexdigest(), tuple(bad))

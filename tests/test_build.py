@@ -149,3 +149,27 @@ def test_sample_command_of_the_readme(tmp_path: Path) -> None:
     assert "validation" in result.stdout and "train" in result.stdout
     records = read_split(tmp_path / "tfrecords", "train")
     assert len(records) == len(SAMPLE_WNIDS) * TRAIN_PER_CLASS
+
+
+def independent_index(path: Path) -> str:
+    """What DALI's tfrecord2idx computes: `<offset> <length + 16>` per record."""
+    import struct
+
+    data, offset, lines = path.read_bytes(), 0, []
+    while offset < len(data):
+        (length,) = struct.unpack_from("<q", data, offset)
+        lines.append(f"{offset} {length + 16}\n")
+        offset += length + 16
+    return "".join(lines)
+
+
+def test_dali_index_is_written_with_each_shard(resized_build: Path) -> None:
+    shards = sorted(p for p in resized_build.iterdir() if "-of-" in p.name)
+    assert sorted(p.name for p in (resized_build / "idx").iterdir()) == [f"{p.name}.idx" for p in shards]
+    for shard in shards:
+        assert (resized_build / "idx" / f"{shard.name}.idx").read_text() == independent_index(shard)
+
+
+def test_no_index_writes_none(sample, tmp_path: Path) -> None:
+    run_build_cli(*sample_args(sample, tmp_path, "--no_index"))
+    assert not (tmp_path / "idx").exists()

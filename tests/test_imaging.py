@@ -61,7 +61,7 @@ def test_other_formats_become_three_channel_jpeg(photo: Image.Image, mode: str) 
         data = encode(photo.convert("RGBA"), "PNG")
     else:
         data = encode(photo.convert(mode), quality=95)
-    stored = prepare_image(data, "x.JPEG", BOX, ImageOptions(quality=90))
+    stored = prepare_image(data, "x.JPEG", BOX, ImageOptions(jpeg_quality=90))
     header = read_jpeg_header(stored.encoded)
     assert header.components == 3 and (stored.width, stored.height) == (500, 375)
     assert Image.open(io.BytesIO(stored.encoded)).mode == "RGB"
@@ -69,7 +69,7 @@ def test_other_formats_become_three_channel_jpeg(photo: Image.Image, mode: str) 
 
 def test_cmyk_colours_are_right() -> None:
     magenta = Image.new("CMYK", (64, 64), (0, 255, 0, 0))
-    stored = prepare_image(encode(magenta, quality=100), "m.JPEG", (), ImageOptions(quality=100))
+    stored = prepare_image(encode(magenta, quality=100), "m.JPEG", (), ImageOptions(jpeg_quality=100))
     red, green, blue = Image.open(io.BytesIO(stored.encoded)).getpixel((32, 32))
     assert red > 240 and green < 15 and blue > 240
 

@@ -71,7 +71,7 @@ def test_digest_changes_with_content_and_options() -> None:
     spec = plan.spec(0, CLASSES, {}, Path("/o"), ImageOptions())
     assert spec.digest() == plan.spec(0, CLASSES, {}, Path("/elsewhere"), ImageOptions()).digest()
     assert spec.digest() != plan.spec(1, CLASSES, {}, Path("/o"), ImageOptions()).digest()
-    assert spec.digest() != plan.spec(0, CLASSES, {}, Path("/o"), ImageOptions(quality=80)).digest()
+    assert spec.digest() != plan.spec(0, CLASSES, {}, Path("/o"), ImageOptions(jpeg_quality=80)).digest()
 
 
 def test_more_shards_than_images_is_an_error() -> None:
