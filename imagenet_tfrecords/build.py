@@ -101,6 +101,8 @@ def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -
 def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxes: dict[str, list[Box]], manifest: Manifest) -> SplitSummary:
     started = time.monotonic()
     summary = SplitSummary(plan.split, len(plan.images), plan.num_shards)
+    present = int((plan.images.class_counts(len(classes.wnids)) > 0).sum())
+    manifest.record_split(plan.split, len(plan.images), plan.num_shards, present, len(classes.wnids))
     sizes = plan.shard_sizes()
     pending = []
     done_images = 0

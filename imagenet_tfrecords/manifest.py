@@ -90,6 +90,13 @@ class Manifest:
             and (spec.index_dir is None or index_path(spec.index_dir, spec.name).is_file())
         )
 
+    def record_split(self, split: str, images: int, shards: int, classes_present: int, classes_total: int) -> None:
+        """What a split was planned as, for verification against the shards on disk."""
+        self.data.setdefault("splits", {})[split] = {
+            "images": images, "shards": shards, "classes_present": classes_present, "classes_total": classes_total,
+        }
+        self.save()
+
     def record(self, result: ShardResult) -> None:
         entry = asdict(result)
         entry["bad_images"] = [asdict(bad) for bad in result.bad_images]
