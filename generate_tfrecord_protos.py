@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Not built yet: will ask for the build options and run build_imagenet_data.py (issue #4)."""
+"""Ask for the build options (raw data, output, resizing, JPEG quality) and run build_imagenet_data.py. See `--help`."""
 
 import sys
+from pathlib import Path
+
+from imagenet_tfrecords.generate import main
 
 if __name__ == "__main__":
-    print("generate_tfrecord_protos.py is not implemented yet (issue #4); use build_imagenet_data.py on extracted images", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(main(sys.argv[1:], Path(__file__).with_name("build_imagenet_data.py")))

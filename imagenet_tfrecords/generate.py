@@ -6,16 +6,16 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import TypeVar
 
 from . import cli
 from .errors import UserError
 from .imaging import ResizeMode
 from .memory import GIB, gib, read_memory
-from .prompts import (Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory,
-                      parse_int_in)
+from .prompts import Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory, parse_int_in
 from .purge import PurgeOptions, purge
 
 DATA_DIR_ENV = "IMAGENET_DATA_DIR"
@@ -24,6 +24,8 @@ BOUNDING_BOX_FILE = "bounding_boxes.csv"  # what download_imagenet.py leaves bes
 DEFAULT_MIN_FREE_GIB = 16.0  # the seed README: "at least 16 GB RAM free, and preferably 32 GB"
 RESIZED, ORIGINAL = "resized", "original"
 MODES = tuple(m.value for m in ResizeMode)
+RESIZE_ALIASES = {"r": RESIZED, "resize": RESIZED, "y": RESIZED, "yes": RESIZED, "o": ORIGINAL, "n": ORIGINAL, "no": ORIGINAL}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ class Answers:
     @property
     def validation_dir(self) -> Path | None:
         return self.data_dir / "validation" if (self.data_dir / "validation").is_dir() else None
+
+
+def _positive(text: str) -> int:
+    try:
+        return parse_int_in(1)(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"before a training-set build, offer to purge memory below GB GiB available "
                         f"(default {DEFAULT_MIN_FREE_GIB:g})")
     passed = parser.add_argument_group("passed on to build_imagenet_data.py")
-    passed.add_argument("--train_shards", help="number of train shards (default 1024)")
-    passed.add_argument("--validation_shards", help="number of validation shards (default 128)")
-    passed.add_argument("--num_threads", help="worker processes (default: CPU count)")
+    passed.add_argument("--train_shards", type=_positive, help="number of train shards (default 1024)")
+    passed.add_argument("--validation_shards", type=_positive, help="number of validation shards (default 128)")
+    passed.add_argument("--num_threads", type=_positive, help="worker processes (default: CPU count)")
     return parser
 
 
@@ -82,33 +91,28 @@ def parse_data_dir(text: str) -> Path:
 
 
 def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, str]) -> Answers:
-    """Every answer, in the seed's order: flag if given, else the terminal, else env/default."""
-    data_dir = prompter.answer(Question(
-        "Where is the raw ImageNet data (the download target, holding train/ and validation/)?",
-        parse_data_dir, env.get(DATA_DIR_ENV) or None, f"--data_dir or set {DATA_DIR_ENV}"), args.data_dir, "--data_dir")
-    output_dir = prompter.answer(Question(
-        "Where should the TFRecord files go?", parse_creatable_directory,
-        env.get(OUTPUT_DIR_ENV) or str(data_dir / "tfrecords"), f"--output_directory or set {OUTPUT_DIR_ENV}"),
-        args.output_directory, "--output_directory")
-    resize = prompter.answer(Question(
-        f"Store pre-resized images (recommended) or the originals? ({RESIZED}/{ORIGINAL})",
-        parse_choice((RESIZED, ORIGINAL), {"r": RESIZED, "resize": RESIZED, "y": RESIZED, "yes": RESIZED,
-                                            "o": ORIGINAL, "n": ORIGINAL, "no": ORIGINAL}), RESIZED),
-        args.resize) == RESIZED
+    """Every answer, in the seed's order: the flag if given, else the terminal, else the env variable or default."""
+
+    def ask(text: str, parse: Callable[[str], T], default: str | None, flag: str, variable: str = "") -> T:
+        how = f"{flag} or set {variable}" if variable else flag
+        return prompter.answer(Question(text, parse, default, how), getattr(args, flag.lstrip("-")), flag)
+
+    data_dir = ask("Where is the raw ImageNet data (the download target, holding train/ and validation/)?",
+                   parse_data_dir, env.get(DATA_DIR_ENV) or None, "--data_dir", DATA_DIR_ENV)
+    output_dir = ask("Where should the TFRecord files go?", parse_creatable_directory,
+                     env.get(OUTPUT_DIR_ENV) or str(data_dir / "tfrecords"), "--output_directory", OUTPUT_DIR_ENV)
+    resize = ask(f"Store pre-resized images (recommended) or the originals? ({RESIZED}/{ORIGINAL})",
+                 parse_choice((RESIZED, ORIGINAL), RESIZE_ALIASES), RESIZED, "--resize") == RESIZED
     height, width, mode = 256, 256, ResizeMode.STRETCH.value
     if resize:
-        height = prompter.answer(Question(
-            "Height after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
-            parse_int_in(1), "256"), args.new_height, "--new_height")
-        width = prompter.answer(Question(
-            "Width after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
-            parse_int_in(1), "256"), args.new_width, "--new_width")
-        mode = prompter.answer(Question(
-            "Resize mode: stretch (exactly HxW, aspect NOT kept, as the seed), shorter_side (keep aspect, cover HxW), "
-            "center_crop (shorter_side, then the centre HxW)?", parse_choice(MODES), ResizeMode.STRETCH.value),
-            args.resize_mode, "--resize_mode")
-    quality = prompter.answer(Question("JPEG quality of re-encoded images, 1..100 (90 recommended)?",
-                                       parse_int_in(1, 100), "90"), args.jpeg_q, "--jpeg_q")
+        height = ask("Height after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
+                     parse_int_in(1), "256", "--new_height")
+        width = ask("Width after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
+                    parse_int_in(1), "256", "--new_width")
+        mode = ask("Resize mode: stretch (exactly HxW, aspect NOT kept, as the seed), shorter_side (keep aspect, "
+                   "cover HxW), center_crop (shorter_side, then the centre HxW)?", parse_choice(MODES),
+                   ResizeMode.STRETCH.value, "--resize_mode")
+    quality = ask("JPEG quality of re-encoded images, 1..100 (90 recommended)?", parse_int_in(1, 100), "90", "--jpeg_q")
     return Answers(data_dir, output_dir, resize, height, width, mode, quality)
 
 
@@ -125,7 +129,7 @@ def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
     for flag in ("train_shards", "validation_shards", "num_threads"):
         value = getattr(args, flag)
         if value is not None:
-            argv += [f"--{flag}", str(parse_int_in(1)(value)) if value.strip().isdigit() else value]
+            argv += [f"--{flag}", str(value)]
     if answers.resize:
         argv += ["--resize_images", "--new_height", str(answers.height), "--new_width", str(answers.width),
                  "--resize_mode", answers.mode]

@@ -11,9 +11,9 @@ import logging
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import pexpect
 import psutil

@@ -9,9 +9,10 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .errors import UserError
 
@@ -38,13 +39,13 @@ class Prompter:
     def answer(self, question: Question[T], given: str | None = None, given_by: str = "") -> T:
         """The value of `given` (from a flag) if set, else the typed answer, else the default."""
         if given is not None:
-            return _parse_or_fail(question, given, given_by)
+            return _parse_or_fail(question, given, f"{given_by}: {{}}")
         if not self.interactive:
             if question.default is None:
                 raise UserError(f"no terminal to ask \"{question.text}\": pass {question.how_to_answer}")
-            return _parse_or_fail(question, question.default, question.how_to_answer)
+            return _parse_or_fail(question, question.default, f"{{}}; pass {question.how_to_answer}")
         while True:
-            text = self._read(question.text + (f" [{question.default}]" if question.default is not None else "") + ": ")
+            text = self._read(question.text + (f" [{question.default}] " if question.default else " "))
             if not text and question.default is None:
                 print("  an answer is needed")
                 continue
@@ -84,11 +85,12 @@ class Prompter:
             raise UserError(f"no answer (end of input) to \"{prompt.strip()}\"") from None
 
 
-def _parse_or_fail(question: Question[T], text: str, source: str) -> T:
+def _parse_or_fail(question: Question[T], text: str, message: str) -> T:
+    """The parsed `text`, or a UserError of `message` formatted with the reason."""
     try:
         return question.parse(text)
     except ValueError as exc:
-        raise UserError(f"{source}: {exc}" if source else str(exc)) from None
+        raise UserError(message.format(exc)) from None
 
 
 def parse_yes_no(text: str) -> bool:
@@ -108,8 +110,10 @@ def parse_int_in(low: int, high: int | None = None) -> Callable[[str], int]:
             value = int(text.strip())
         except ValueError:
             raise ValueError(f"not a whole number: {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise ValueError(f"must be in {low}..{high}, got {value}" if high is not None else f"must be at least {low}, got {value}")
+        if high is not None and not low <= value <= high:
+            raise ValueError(f"must be in {low}..{high}, got {value}")
+        if value < low:
+            raise ValueError(f"must be at least {low}, got {value}")
         return value
 
     return parse

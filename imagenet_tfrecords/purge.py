@@ -6,9 +6,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 from .errors import UserError
 from .memory import GIB, container_hint, format_memory_table, gib, knobs, read_memory, uses_sudo, write_knobs
@@ -107,7 +107,8 @@ def purge(options: PurgeOptions, prompter: Prompter, say: Callable[[str], None] 
         say("no leftover python/TensorFlow processes of yours" if options.match is None
             else f"no processes of yours match {options.match!r}")
     else:
-        say("largest leftover processes of yours that look like builds or training runs:")
+        say("largest processes of yours " + ("that look like leftover builds or training runs:" if options.match is None
+                                             else f"matching {options.match!r}:"))
         say(format_candidates(candidates))
         if options.dry_run or not prompter.interactive:
             say("nothing ended (run it in a terminal, without --yes or --dry-run, to pick some)")
@@ -117,8 +118,9 @@ def purge(options: PurgeOptions, prompter: Prompter, say: Callable[[str], None] 
             chosen = [candidates[n - 1] for n in picked]
             if chosen and prompter.confirm(f"End {len(chosen)} process(es), pid {', '.join(str(c.pid) for c in chosen)}?",
                                            default=False):
-                report["ended"] = end_processes(chosen)
-                say(f"ended pid {', '.join(map(str, report['ended']))}" if report["ended"] else "ended none")
+                ended = end_processes(chosen)
+                report["ended"] = ended
+                say(f"ended pid {', '.join(map(str, ended))}" if ended else "ended none")
             else:
                 say("nothing ended")
     report["after"] = read_memory().as_dict()

@@ -1,0 +1,207 @@
+"""generate_tfrecord_protos.py, driven as a user would: a real terminal (pexpect), a real sample, real TensorFlow."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from imagenet_tfrecords.sample import Sample, make_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATE = str(ROOT / "generate_tfrecord_protos.py")
+SMALL = ["--train_shards", "2", "--validation_shards", "1", "--num_threads", "1"]
+PROMPTS = (  # the questions, in the order they must come
+    "Where is the raw ImageNet data",
+    "Where should the TFRecord files go?",
+    "Store pre-resized images (recommended) or the originals?",
+    "Height after resizing",
+    "Width after resizing",
+    "Resize mode:",
+    "JPEG quality of re-encoded images",
+)
+REASONS = ("no such directory", "holds neither train/ nor validation/", "not a whole number", "must be in 1..100")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("IMAGENET_DATA_DIR", "PROTO_OUT_DIR", "container")}
+    env.update(PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    return env
+
+
+def spawn(args: list[str], env: dict[str, str]) -> pexpect.spawn:
+    return pexpect.spawn(sys.executable, [GENERATE, *args], cwd=str(ROOT), env=env, encoding="utf-8", timeout=120,
+                         dimensions=(50, 400))
+
+
+def next_prompt(child: pexpect.spawn) -> str:
+    """The next question or re-ask reason shown, whichever comes first."""
+    return (PROMPTS + REASONS)[child.expect_exact([*PROMPTS, *REASONS])]
+
+
+def shard_bytes(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("*-of-*"))}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
+    return make_sample(tmp_path_factory.mktemp("generate") / "raw")
+
+
+@pytest.fixture(scope="module")
+def session(sample: Sample, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One interactive run: bad answers re-asked, defaults taken, the build run; what it showed and made."""
+    out = tmp_path_factory.mktemp("interactive") / "shards"
+    child = spawn([*SMALL, "--min_free_gb", "0"], clean_env())
+    seen = []
+
+    def shows(expected: str) -> None:
+        shown = next_prompt(child)
+        seen.append(shown)
+        assert shown == expected, f"expected {expected!r}, got {shown!r}; so far {seen}"
+
+    def answer(question: str, reply: str) -> str:
+        shows(question)
+        child.expect_exact("? " if question == PROMPTS[0] else "] ")  # the data dir has no default here
+        prompt = question + child.before + child.after
+        child.sendline(reply)
+        return prompt
+
+    answer(PROMPTS[0], str(sample.root / "missing"))
+    shows("no such directory")  # the reason, then the same question again
+    answer(PROMPTS[0], str(sample.train_dir))  # a directory, but not the download target
+    shows("holds neither train/ nor validation/")
+    answer(PROMPTS[0], str(sample.root))
+    output_prompt = answer(PROMPTS[1], str(out))
+    resize_prompt = answer(PROMPTS[2], "")
+    height_prompt = answer(PROMPTS[3], "abc")
+    shows("not a whole number")
+    answer(PROMPTS[3], "")
+    answer(PROMPTS[4], "")
+    mode_prompt = answer(PROMPTS[5], "")
+    answer(PROMPTS[6], "150")
+    shows("must be in 1..100")
+    answer(PROMPTS[6], "")
+    child.expect_exact("running: ")
+    child.expect_exact("\r\n")
+    command = child.before
+    child.expect(pexpect.EOF)
+    child.close()
+    return {"out": out, "command": command, "exit": child.exitstatus, "output_prompt": output_prompt,
+            "resize_prompt": resize_prompt, "height_prompt": height_prompt, "mode_prompt": mode_prompt}
+
+
+def test_prompts_show_defaults_and_the_build_succeeds(session: dict, sample: Sample) -> None:
+    assert session["exit"] == 0
+    assert f"[{sample.root / 'tfrecords'}]" in session["output_prompt"]
+    assert "[resized]" in session["resize_prompt"]
+    assert "352" in session["height_prompt"] and "aspect" in session["height_prompt"] and "[256]" in session["height_prompt"]
+    assert all(mode in session["mode_prompt"] for mode in ("stretch", "shorter_side", "center_crop"))
+    assert sorted(shard_bytes(session["out"])) == ["train-00000-of-00002", "train-00001-of-00002",
+                                                   "validation-00000-of-00001"]
+
+
+def test_printed_command_has_the_answers(session: dict, sample: Sample) -> None:
+    argv = shlex.split(session["command"])
+    assert argv[:2] == [sys.executable, "build_imagenet_data.py"]
+    flags = dict(zip(argv[2:-1], argv[3:], strict=True))  # each word with the next one
+    assert flags["--train_directory"] == str(sample.train_dir)
+    assert flags["--validation_directory"] == str(sample.validation_dir)
+    assert flags["--bounding_box_file"] == str(sample.bounding_box_file)
+    assert flags["--new_height"] == flags["--new_width"] == "256"
+    assert flags["--resize_mode"] == "stretch" and flags["--jpeg_q"] == "90"
+    assert "--resize_images" in argv
+
+
+def test_printed_command_gives_the_same_shards(session: dict, tmp_path: Path) -> None:
+    argv = shlex.split(session["command"])
+    argv[argv.index("--output_directory") + 1] = str(tmp_path / "again")
+    subprocess.run(argv, cwd=ROOT, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=120)
+    again, first = shard_bytes(tmp_path / "again"), shard_bytes(session["out"])
+    assert again.keys() == first.keys() and len(first) == 3
+    assert again == first
+
+
+def test_shards_read_with_tf_data(session: dict) -> None:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+
+    features = {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+        "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+    }
+    counts, boxes = {}, 0
+    for split in ("train", "validation"):
+        files = sorted(str(p) for p in session["out"].glob(f"{split}-*"))
+        dataset = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, features))
+        counts[split] = 0
+        for example in dataset:
+            image = tf.io.decode_jpeg(example["image/encoded"])
+            assert tuple(image.shape) == (256, 256, 3)
+            assert 1 <= int(example["image/class/label"]) <= 1000
+            boxes += int(tf.size(example["image/object/bbox/xmin"].values))
+            counts[split] += 1
+    assert counts == {"train": 100, "validation": 20}
+    assert boxes > 0  # bounding_boxes.csv beside train/ was passed on
+
+
+def test_no_terminal_and_no_data_dir_is_one_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, GENERATE], cwd=ROOT, env=clean_env(), stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "no terminal" in result.stderr and "--data_dir" in result.stderr and "IMAGENET_DATA_DIR" in result.stderr
+    assert "running:" not in result.stdout
+
+
+def test_environment_and_flags_answer_everything_without_a_terminal(sample: Sample, tmp_path: Path) -> None:
+    vm = tmp_path / "root/proc/sys/vm"
+    vm.mkdir(parents=True)
+    (vm / "drop_caches").write_text("")
+    env = clean_env(IMAGENET_DATA_DIR=str(sample.root), PROTO_OUT_DIR=str(tmp_path / "env_out"),
+                    IMAGENET_TFRECORDS_SYSROOT=str(tmp_path / "root"))
+    result = subprocess.run([sys.executable, GENERATE, *SMALL, "--no_resize", "--jpeg_q", "95", "--min_free_gb", "1e9"],
+                            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not any(prompt in result.stdout for prompt in PROMPTS)
+    assert "memory available" in result.stdout and "purge_mem_caches.py" in result.stdout  # warned...
+    assert (vm / "drop_caches").read_text() == ""  # ...but never purged without asking
+    command = next(line for line in result.stdout.splitlines() if line.startswith("running: "))
+    assert "--resize_images" not in command and "--jpeg_q 95" in command
+    assert len(shard_bytes(tmp_path / "env_out")) == 3
+
+
+def test_bad_flag_value_is_one_line_error(sample: Sample) -> None:
+    result = subprocess.run([sys.executable, GENERATE, "--data_dir", str(sample.root), "--jpeg_q", "0", "--yes"],
+                            cwd=ROOT, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: --jpeg_q: must be in 1..100, got 0"
+
+
+def test_low_memory_offers_the_purge_and_runs_it_when_accepted(sample: Sample, tmp_path: Path) -> None:
+    vm = tmp_path / "root/proc/sys/vm"
+    vm.mkdir(parents=True)
+    (vm / "drop_caches").write_text("")
+    env = clean_env(IMAGENET_TFRECORDS_SYSROOT=str(tmp_path / "root"))
+    child = spawn(["--data_dir", str(sample.root), "--output_directory", str(tmp_path / "out"), "--no_resize",
+                   "--jpeg_q", "90", "--min_free_gb", "1e9", *SMALL], env)
+    child.expect_exact("memory available")
+    child.expect_exact("Run purge_mem_caches.py now")
+    child.expect_exact("[y/N] ")
+    child.sendline("y")
+    child.expect_exact("page cache dropped")
+    if child.expect_exact(["End which", "running: "]) == 0:  # other python processes of this user may be listed
+        child.sendline("")
+        child.expect_exact("running: ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert (vm / "drop_caches").read_text() == "3\n"
+    assert len(shard_bytes(tmp_path / "out")) == 3
