@@ -1,0 +1,79 @@
+"""Bounding boxes from ILSVRC PASCAL-VOC XML to the Inception CSV, as process_bounding_boxes.py did.
+
+Rules (imagenet-facts.md §4.4): coordinates are divided by the `<size>` of the image; min and max
+are swapped when inverted, then clamped to [0, 1]; a box with xmin >= xmax or ymin >= ymax is
+dropped; with a synset list, files of unlisted synsets are skipped, and so are boxes whose `<name>`
+is a different listed synset (non-wnid names such as 'Scottish_deerhound' are kept); the image
+name comes from the XML file name (the `<filename>` tag sometimes holds '%s').
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+
+from .errors import UserError
+from .labels import Box
+
+
+def image_name(xml_path: str) -> str:
+    """`n01440764/n01440764_10026.xml` -> `n01440764_10026.JPEG`."""
+    return posixpath.splitext(posixpath.basename(xml_path))[0] + ".JPEG"
+
+
+def _number(node: ET.Element, tag: str) -> float:
+    text = node.findtext(tag)
+    if text is None:
+        raise ValueError(f"no <{tag}>")
+    return float(text)
+
+
+def _clamp(value: float) -> float:
+    return min(max(value, 0.0), 1.0)
+
+
+def boxes_from_xml(data: bytes, wnid: str, synsets: frozenset[str] | None = None) -> list[Box]:
+    """The relative boxes of one annotation of an image of `wnid`; ValueError when the XML is malformed."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ValueError(f"not XML ({exc})") from None
+    size = root.find("size")
+    if size is None:
+        raise ValueError("no <size>")
+    width, height = _number(size, "width"), _number(size, "height")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size {width}x{height}")
+    boxes: list[Box] = []
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip()
+        if synsets is not None and name != wnid and name in synsets:
+            continue
+        node = obj.find("bndbox")
+        if node is None:
+            raise ValueError("an <object> without <bndbox>")
+        x0, x1 = _number(node, "xmin") / width, _number(node, "xmax") / width
+        y0, y1 = _number(node, "ymin") / height, _number(node, "ymax") / height
+        box = (_clamp(min(x0, x1)), _clamp(min(y0, y1)), _clamp(max(x0, x1)), _clamp(max(y0, y1)))
+        if box[0] < box[2] and box[1] < box[3]:
+            boxes.append(box)
+    return boxes
+
+
+def csv_line(image: str, box: Box) -> str:
+    return "%s,%.4f,%.4f,%.4f,%.4f" % (image, *box)
+
+
+def write_bounding_box_csv(path: os.PathLike, rows: Iterable[tuple[str, Box]]) -> int:
+    """Write sorted `<image>,<xmin>,<ymin>,<xmax>,<ymax>` lines atomically; returns the number of boxes."""
+    lines = sorted(csv_line(image, box) for image, box in rows)
+    temporary = f"{os.fspath(path)}.tmp"
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in lines)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the bounding box CSV ({exc.strerror})") from None
+    return len(lines)

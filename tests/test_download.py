@@ -1,0 +1,346 @@
+"""download_imagenet.py end to end: a real HTTP server with faults, a real terminal, the real builder."""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from archive_server import CORRUPT, CUT_ONCE, HTML, HTML_AS_TAR, ArchiveServer
+from ilsvrc_archives import DEVKIT, TRAIN, VAL, WNIDS, Archives, make_archives, tar_bytes
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "download_imagenet.py"
+USER, SECRET = "alice", "s3cret-Key-0451"
+
+
+@pytest.fixture(scope="module")
+def archives() -> Archives:
+    return make_archives()
+
+
+@pytest.fixture(scope="module")
+def inputs(archives: Archives, tmp_path_factory) -> dict[str, Path]:
+    """The checksums file, the validation labels of the small val tar, and a labels file of its synsets."""
+    root = tmp_path_factory.mktemp("inputs")
+    (root / "MD5SUMS").write_text(archives.md5sum())
+    (root / "val_labels.txt").write_text("\n".join(archives.validation_labels) + "\n")
+    (root / "synsets.txt").write_text("\n".join(WNIDS) + "\n")
+    (root / "home").mkdir()
+    return {"checksums": root / "MD5SUMS", "val_labels": root / "val_labels.txt",
+            "synsets": root / "synsets.txt", "home": root / "home"}
+
+
+@pytest.fixture
+def server(archives: Archives):
+    server = ArchiveServer(dict(archives.files), USER, SECRET)
+    yield server
+    server.close()
+
+
+def environment(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGENET_")}
+    env.update(HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    return env
+
+
+def download(inputs: dict[str, Path], *args: str, home: Path | None = None, **env: str) -> subprocess.CompletedProcess:
+    """Run the real script without a terminal (stdin closed, no controlling tty)."""
+    command = [sys.executable, str(SCRIPT), "--checksums", str(inputs["checksums"]),
+               "--validation_labels_file", str(inputs["val_labels"]), *args]
+    return subprocess.run(command, cwd=REPO, env=environment(home or inputs["home"], **env), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=180, start_new_session=True)
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def assert_unpacked(target: Path, archives: Archives) -> None:
+    for wnid, names in archives.train_images.items():
+        assert sorted(p.name for p in (target / "train" / wnid).iterdir()) == sorted(names)
+    validation = sorted(p.relative_to(target / "validation").as_posix() for p in (target / "validation").rglob("*.JPEG"))
+    assert validation == sorted(f"{wnid}/ILSVRC2012_val_{n:08d}.JPEG"
+                                for n, wnid in enumerate(archives.validation_labels, 1))
+    assert (target / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt").is_file()
+    expected_boxes = sorted("%s,%.4f,%.4f,%.4f,%.4f" % (image, *box) for image, box in archives.boxes.items())
+    assert (target / "bounding_boxes.csv").read_text().splitlines() == expected_boxes
+
+
+@pytest.fixture(scope="module")
+def downloaded(archives: Archives, inputs: dict[str, Path], tmp_path_factory):
+    """All four archives downloaded and unpacked once, with the key from the environment; and the server."""
+    server = ArchiveServer(dict(archives.files), USER, SECRET)
+    target = tmp_path_factory.mktemp("download") / "imagenet"
+    try:
+        result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--yes",
+                          IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+        yield target, server, result
+    finally:
+        server.close()
+
+
+def test_downloads_verifies_and_unpacks_the_ilsvrc_layout(downloaded, archives: Archives) -> None:
+    target, _, result = downloaded
+    assert result.returncode == 0, result.stderr
+    assert_unpacked(target, archives)
+    for name, data in archives.files.items():
+        assert md5(target / name) == hashlib.md5(data).hexdigest()
+    assert not list(target.glob("*.part"))
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_rerun_downloads_and_unpacks_nothing(downloaded, inputs: dict[str, Path]) -> None:
+    target, server, first = downloaded
+    assert first.returncode == 0, first.stderr
+    requests_before = len(server.requests)
+    mtimes = {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()}
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target),
+                      IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" in result.stdout
+    assert len(server.requests) == requests_before
+    assert {p: p.stat().st_mtime_ns for p in target.rglob("*") if p.is_file()} == mtimes
+
+
+def test_unpacked_tree_builds_into_shards_that_tf_data_reads(downloaded, archives: Archives, inputs: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    target, _, first = downloaded
+    assert first.returncode == 0, first.stderr
+    output = tmp_path / "tfrecords"
+    build = subprocess.run(
+        [sys.executable, "build_imagenet_data.py", "--train_directory", str(target / "train"),
+         "--validation_directory", str(target / "validation"), "--output_directory", str(output),
+         "--train_shards", "2", "--validation_shards", "1", "--labels_file", str(inputs["synsets"]),
+         "--bounding_box_file", str(target / "bounding_boxes.csv")],
+        cwd=REPO, env=environment(inputs["home"]), capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+
+    features = {
+        "image/encoded": tf.io.FixedLenFeature([], tf.string),
+        "image/filename": tf.io.FixedLenFeature([], tf.string),
+        "image/class/synset": tf.io.FixedLenFeature([], tf.string),
+        "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+        "image/object/bbox/xmin": tf.io.VarLenFeature(tf.float32),
+        "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
+    }
+
+    def read(split: str) -> dict[str, dict]:
+        files = sorted(glob.glob(str(output / f"{split}-*")))
+        records = {}
+        for raw in tf.data.TFRecordDataset(files):
+            example = tf.io.parse_single_example(raw, features)
+            image = tf.io.decode_jpeg(example["image/encoded"], channels=3)
+            records[example["image/filename"].numpy().decode()] = {
+                "synset": example["image/class/synset"].numpy().decode(),
+                "label": int(example["image/class/label"]),
+                "shape": tuple(image.shape),
+                "xmin": tf.sparse.to_dense(example["image/object/bbox/xmin"]).numpy().tolist(),
+                "ymax": tf.sparse.to_dense(example["image/object/bbox/ymax"]).numpy().tolist(),
+            }
+        return records
+
+    train, validation = read("train"), read("validation")
+    assert len(glob.glob(str(output / "train-*-of-00002"))) == 2
+    assert {name: r["synset"] for name, r in train.items()} == {
+        name: wnid for wnid, names in archives.train_images.items() for name in names}
+    assert all(r["label"] == WNIDS.index(r["synset"]) + 1 and r["shape"][2] == 3 for r in train.values())
+    for image, (xmin, _, _, ymax) in archives.boxes.items():
+        assert train[image]["xmin"] == pytest.approx([xmin], abs=1e-4)
+        assert train[image]["ymax"] == pytest.approx([ymax], abs=1e-4)
+    assert {name: r["synset"] for name, r in validation.items()} == {
+        f"ILSVRC2012_val_{n:08d}.JPEG": wnid for n, wnid in enumerate(archives.validation_labels, 1)}
+
+
+def test_cut_connection_resumes_with_range_and_the_right_md5(server: ArchiveServer, archives: Archives,
+                                                            inputs: dict[str, Path], tmp_path: Path) -> None:
+    server.faults[VAL] = CUT_ONCE
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "val",
+                      "--flat_validation", "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    gets = server.gets(VAL)
+    assert [g.range for g in gets] == [None, f"bytes={len(archives.files[VAL]) // 2}-"]
+    assert md5(target / VAL) == hashlib.md5(archives.files[VAL]).hexdigest()
+    assert len(list((target / "validation").glob("ILSVRC2012_val_*.JPEG"))) == len(archives.validation_labels)
+
+
+def test_partial_file_of_an_earlier_run_is_resumed(server: ArchiveServer, archives: Archives,
+                                                   inputs: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "imagenet"
+    target.mkdir()
+    (target / (TRAIN + ".part")).write_bytes(archives.files[TRAIN][:5000])
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "train",
+                      "--no_extract", "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    assert [g.range for g in server.gets(TRAIN)] == ["bytes=5000-"]
+    assert md5(target / TRAIN) == hashlib.md5(archives.files[TRAIN]).hexdigest()
+    assert not (target / "train").exists() and not (target / (TRAIN + ".part")).exists()
+
+
+@pytest.mark.parametrize("fault, name, words", [(CORRUPT, DEVKIT, "MD5"), (HTML, VAL, "HTML page"),
+                                                (HTML_AS_TAR, VAL, "HTML page")])
+def test_bad_download_is_a_one_line_error_naming_the_file(server: ArchiveServer, inputs: dict[str, Path],
+                                                          tmp_path: Path, fault: str, name: str, words: str) -> None:
+    server.faults[name] = fault
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "devkit,val",
+                      "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and name in error and words in error
+    assert not (target / name).exists() and not (target / (name + ".part")).exists()
+    assert not (target / "validation").exists()
+
+
+def test_wrong_access_key_is_one_line_without_the_key(server: ArchiveServer, inputs: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    wrong = "not-the-Key-7788"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(tmp_path / "t"), "--yes",
+                      IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=wrong)
+    assert result.returncode == 1
+    assert "wrong user ID or access key" in result.stderr.strip().splitlines()[-1]
+    assert wrong not in result.stdout + result.stderr
+    assert any(r.range is None and not r.authorized for r in server.requests)
+    assert not list((tmp_path / "t").glob("ILSVRC2012_*"))
+
+
+def test_prompts_on_a_terminal_hide_the_access_key(server: ArchiveServer, archives: Archives,
+                                                   inputs: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "imagenet"
+    child = pexpect.spawn(
+        sys.executable,
+        [str(SCRIPT), "--base_url", server.base_url, "--files", "devkit,val", "--checksums", str(inputs["checksums"]),
+         "--validation_labels_file", str(inputs["val_labels"])],
+        cwd=str(REPO), env=environment(inputs["home"]), encoding="utf-8", timeout=60, dimensions=(40, 200))
+    transcript = io.StringIO()
+    child.logfile_read = transcript
+    try:
+        child.expect("Target directory")
+        child.sendline(str(target))
+        child.expect("ImageNet user ID")
+        child.sendline(USER)
+        child.expect("Access key for alice")
+        child.sendline(SECRET)
+        child.expect(r"Go ahead\? \[y/N\]")
+        child.sendline("y")
+        child.expect(pexpect.EOF, timeout=120)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, transcript.getvalue()
+    shown = transcript.getvalue()
+    assert USER in shown  # what is typed at a normal prompt is echoed back by the terminal...
+    assert SECRET not in shown  # ...but not the access key
+    assert "B/s" in shown  # the progress bars
+    assert md5(target / VAL) == hashlib.md5(archives.files[VAL]).hexdigest()
+    assert len(list((target / "validation").rglob("*.JPEG"))) == len(archives.validation_labels)
+
+
+def test_no_terminal_and_no_user_fails_at_once(server: ArchiveServer, inputs: dict[str, Path], tmp_path: Path) -> None:
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(tmp_path / "t"), "--yes")
+    assert result.returncode == 1
+    assert "no terminal" in result.stderr and "--user" in result.stderr
+    assert server.requests == []
+
+
+def test_no_terminal_and_no_target_dir_fails_at_once(inputs: dict[str, Path]) -> None:
+    result = download(inputs, "--base_url", "http://127.0.0.1:9/x", "--yes")
+    assert result.returncode == 1
+    assert "--target_dir" in result.stderr.strip().splitlines()[-1]
+
+
+def test_credentials_from_netrc(server: ArchiveServer, archives: Archives, inputs: dict[str, Path], tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text(f"machine 127.0.0.1 login {USER} password {SECRET}\n")
+    (home / ".netrc").chmod(0o600)
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "devkit",
+                      "--yes", home=home)
+    assert result.returncode == 0, result.stderr
+    assert (target / "ILSVRC2012_devkit_t12" / "readme.txt").is_file()
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_from_dir_imports_tarballs_without_network_or_login(archives: Archives, inputs: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    tarballs = tmp_path / "tarballs"
+    tarballs.mkdir()
+    for name, data in archives.files.items():
+        (tarballs / name).write_bytes(data)
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--from_dir", str(tarballs), "--target_dir", str(target), "--yes",
+                      "--base_url", "http://127.0.0.1:9/nothing-listens-here")
+    assert result.returncode == 0, result.stderr
+    assert_unpacked(target, archives)
+    assert not list(target.glob("ILSVRC2012_*.tar*"))  # unpacked from DIR, not copied
+
+
+def test_from_dir_with_a_wrong_checksum_names_the_file(archives: Archives, inputs: dict[str, Path], tmp_path: Path) -> None:
+    data = archives.files[DEVKIT]
+    (tmp_path / DEVKIT).write_bytes(data[:20] + bytes([data[20] ^ 0xFF]) + data[21:])
+    result = download(inputs, "--from_dir", str(tmp_path), "--files", "devkit", "--target_dir", str(tmp_path / "t"), "--yes")
+    assert result.returncode == 1
+    assert f"{tmp_path / DEVKIT}: MD5 is" in result.stderr
+    assert not (tmp_path / "t" / "ILSVRC2012_devkit_t12").exists()
+
+
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+@pytest.mark.parametrize("case", ["dotdot", "symlink", "hardlink", "absolute", "dotdot_in_class_tar"])
+def test_malicious_tar_is_refused_and_writes_nothing_outside(case: str, archives: Archives, inputs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    sandbox = tmp_path / "sandbox"
+    tarballs, target = sandbox / "tarballs", sandbox / "target"
+    tarballs.mkdir(parents=True)
+    outside = tmp_path / "evil"
+    readme = ("ILSVRC2012_devkit_t12/readme.txt", b"ok\n")
+    if case == "dotdot":
+        name, data = DEVKIT, tar_bytes([readme, ("../../evil", b"pwned")], compress=True)
+    elif case == "symlink":
+        name, data = DEVKIT, tar_bytes([readme, _link("ILSVRC2012_devkit_t12/data", str(tmp_path))], compress=True)
+    elif case == "hardlink":
+        name, data = DEVKIT, tar_bytes([readme, _link("ILSVRC2012_devkit_t12/x", str(outside), tarfile.LNKTYPE)], True)
+    elif case == "absolute":
+        name, data = VAL, tar_bytes([("ILSVRC2012_val_00000001.JPEG", b"x"), (str(outside), b"pwned")])
+    else:
+        inner = tar_bytes([("n01440764_1.JPEG", b"x"), ("../../../../evil", b"pwned")])
+        name, data = TRAIN, tar_bytes([("n01440764.tar", inner)])
+    (tarballs / name).write_bytes(data)
+    (tmp_path / "MD5SUMS").write_text(f"{hashlib.md5(data).hexdigest()}  {name}\n")
+    before = sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(target))
+    key = {DEVKIT: "devkit", VAL: "val", TRAIN: "train"}[name]
+    result = download({**inputs, "checksums": tmp_path / "MD5SUMS"}, "--from_dir", str(tarballs),
+                      "--files", key, "--target_dir", str(target), "--flat_validation", "--yes")
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()[-1]
+    assert "refusing member" in error and name in error
+    assert not outside.exists()
+    assert sorted(p for p in tmp_path.rglob("*") if not p.is_relative_to(target)) == before
+    assert not [p for p in target.rglob("*") if p.is_symlink()]
+    assert not list((target / ".imagenet_download").glob("*.unpacked"))
+
+
+def test_validation_labels_must_be_wnids(archives: Archives, inputs: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / VAL).write_bytes(archives.files[VAL])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("n01440764\n../../escape\n")
+    result = download({**inputs, "val_labels": labels}, "--from_dir", str(tmp_path), "--files", "val",
+                      "--target_dir", str(tmp_path / "t"), "--yes")
+    assert result.returncode == 1
+    assert f"{labels}:2: expected a wnid" in result.stderr
+    assert not (tmp_path / "t" / "validation").exists() and not (tmp_path / "escape").exists()

@@ -1,0 +1,124 @@
+"""The pure parts behind download_imagenet.py: box conversion, checksum files, file choice, disk space."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ilsvrc_archives import annotation_xml
+from imagenet_tfrecords.bounding_boxes import boxes_from_xml, image_name, write_bounding_box_csv
+from imagenet_tfrecords.download.archives import looks_like_html, parse_file_keys, select_archives
+from imagenet_tfrecords.download.checksums import read_md5sum_file
+from imagenet_tfrecords.download.fetch import check_base_url
+from imagenet_tfrecords.download.space import ensure_free_space
+from imagenet_tfrecords.download.unpack import safe_path
+from imagenet_tfrecords.errors import UserError
+from imagenet_tfrecords.labels import load_bounding_boxes
+
+LISTED = frozenset({"n01440764", "n02119789"})
+
+
+def rounded(boxes: list) -> list:
+    return [tuple(round(value, 6) for value in box) for box in boxes]
+
+
+def test_boxes_are_relative_reordered_clamped_and_degenerate_ones_dropped() -> None:
+    xml = annotation_xml("n01440764", "n01440764_1", (200, 100), [
+        ("n01440764", (20, 10, 120, 90)),  # plain
+        ("n01440764", (150, 80, 50, 20)),  # min and max swapped
+        ("n01440764", (-10, -5, 260, 90)),  # reaches outside the image
+        ("n01440764", (30, 10, 30, 50)),  # zero width: dropped
+        ("n01440764", (250, 10, 300, 50)),  # entirely right of the image: clamps to zero width, dropped
+    ])
+    assert rounded(boxes_from_xml(xml, "n01440764", LISTED)) == [
+        (0.1, 0.1, 0.6, 0.9), (0.25, 0.2, 0.75, 0.8), (0.0, 0.0, 1.0, 0.9)]
+
+
+def test_boxes_of_another_listed_synset_are_skipped_other_names_kept() -> None:
+    xml = annotation_xml("n01440764", "x", (100, 100), [
+        ("n02119789", (0, 0, 50, 50)),  # another listed synset: skipped
+        ("Scottish_deerhound", (10, 10, 60, 60)),  # not a wnid: kept, as process_bounding_boxes.py does
+        ("n01440764", (20, 20, 70, 70)),
+    ])
+    assert rounded(boxes_from_xml(xml, "n01440764", LISTED)) == [(0.1, 0.1, 0.6, 0.6), (0.2, 0.2, 0.7, 0.7)]
+    assert len(boxes_from_xml(xml, "n01440764")) == 3  # without a synset list nothing is skipped
+
+
+@pytest.mark.parametrize("data", [b"<annotation><size>", b"<annotation><object/></annotation>",
+                                  b"<annotation><size><width>0</width><height>5</height></size></annotation>"])
+def test_malformed_annotation_is_a_value_error(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        boxes_from_xml(data, "n01440764")
+
+
+def test_csv_is_sorted_and_read_back_by_the_builder(tmp_path: Path) -> None:
+    assert image_name("n01440764/n01440764_10026.xml") == "n01440764_10026.JPEG"
+    rows = [("b.JPEG", (0.5, 0.25, 1.0, 0.75)), ("a.JPEG", (0.0, 0.1, 0.123456, 0.9))]
+    assert write_bounding_box_csv(tmp_path / "boxes.csv", rows) == 2
+    assert (tmp_path / "boxes.csv").read_text() == "a.JPEG,0.0000,0.1000,0.1235,0.9000\nb.JPEG,0.5000,0.2500,1.0000,0.7500\n"
+    assert load_bounding_boxes(tmp_path / "boxes.csv")["b.JPEG"] == [(0.5, 0.25, 1.0, 0.75)]
+
+
+def test_md5sum_file_replaces_the_builtin_table(tmp_path: Path) -> None:
+    path = tmp_path / "MD5SUMS"
+    path.write_text("# mirror\n" + "A" * 32 + "  ILSVRC2012_img_val.tar\n" + "b" * 32 + " *dir/ILSVRC2012_devkit_t12.tar.gz\n")
+    table = read_md5sum_file(path)
+    assert table == {"ILSVRC2012_img_val.tar": "a" * 32, "ILSVRC2012_devkit_t12.tar.gz": "b" * 32}
+    chosen = select_archives(parse_file_keys("val,devkit"), table, str(path))
+    assert [(a.name, a.md5, a.size) for a in chosen] == [
+        ("ILSVRC2012_devkit_t12.tar.gz", "b" * 32, None), ("ILSVRC2012_img_val.tar", "a" * 32, None)]
+    with pytest.raises(UserError, match="no MD5 for ILSVRC2012_img_train.tar"):
+        select_archives(parse_file_keys("train"), table, str(path))
+
+
+def test_bad_md5sum_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "MD5SUMS"
+    path.write_text("a" * 32 + "  ILSVRC2012_img_val.tar\nnot a checksum\n")
+    with pytest.raises(UserError, match=r"MD5SUMS:2: expected"):
+        read_md5sum_file(path)
+
+
+def test_files_flag_and_builtin_table() -> None:
+    assert [a.key for a in select_archives(parse_file_keys("train, bbox"), None)] == ["bbox", "train"]
+    assert select_archives(["val"], None)[0].size == 6_744_924_160
+    with pytest.raises(UserError, match="choose from devkit,bbox,val,train"):
+        parse_file_keys("train,test")
+
+
+def test_html_is_recognised_by_its_first_bytes() -> None:
+    assert looks_like_html(b"\n  <!DOCTYPE HTML PUBLIC>") and looks_like_html(b"<html lang=en>")
+    assert not looks_like_html(b"n01440764.tar\0\0\0") and not looks_like_html(b"\x1f\x8b\x08")
+
+
+def test_not_enough_space_is_a_clear_error(tmp_path: Path) -> None:
+    ensure_free_space(tmp_path, 1, "unpack x")
+    with pytest.raises(UserError, match=r"not enough disk space to unpack ILSVRC2012_img_train.tar.*--target_dir"):
+        ensure_free_space(tmp_path, 1 << 60, "unpack ILSVRC2012_img_train.tar")
+
+
+@pytest.mark.parametrize("name, kind, why", [
+    ("a/../../x", tarfile.REGTYPE, "'..'"), ("/etc/x", tarfile.REGTYPE, "absolute"), ("C:/x", tarfile.REGTYPE, "absolute"),
+    ("a/b", tarfile.SYMTYPE, "a link"), ("a/c", tarfile.LNKTYPE, "a link"), ("a/d", tarfile.CHRTYPE, "device"),
+    ("a/e", tarfile.FIFOTYPE, "FIFO")])
+def test_unsafe_members_are_refused(name: str, kind: bytes, why: str) -> None:
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    with pytest.raises(UserError, match=why):
+        safe_path(member, "some.tar")
+
+
+def test_safe_members_map_inside() -> None:
+    assert str(safe_path(tarfile.TarInfo("./a/b.JPEG"), "t")) == "a/b.JPEG"
+    folder = tarfile.TarInfo("a")
+    folder.type = tarfile.DIRTYPE
+    assert safe_path(folder, "t") is None
+
+
+@pytest.mark.parametrize("url, words", [("ftp://mirror/x", "http:// or https://"),
+                                        ("https://bob:key123@mirror/x", "must not hold a user name or key")])
+def test_base_url_must_be_http_without_credentials(url: str, words: str) -> None:
+    with pytest.raises(UserError, match=words) as raised:
+        check_base_url(url)
+    assert "key123" not in str(raised.value)
