@@ -20,7 +20,11 @@ SHUFFLE_SEED = 12345  # the seed of the Inception script, kept for familiarity
 
 @dataclass(frozen=True)
 class ShardItem:
-    """One image and everything its Example needs besides the pixels."""
+    """One image and everything its Example needs besides the pixels.
+
+    The bytes are the file at `path`, or, when `offset` is set, `length` bytes of the
+    archive at `path` starting at `offset` (an image inside an uncompressed tar).
+    """
 
     path: str
     filename: str
@@ -28,6 +32,13 @@ class ShardItem:
     synset: str
     text: str
     boxes: tuple[Box, ...] = ()
+    offset: int | None = None
+    length: int = 0
+
+    @property
+    def source(self) -> str:
+        """How to name the image in a message: its path, or `archive[member]`."""
+        return self.path if self.offset is None else f"{self.path}[{self.filename}]"
 
 
 @dataclass(frozen=True)
@@ -104,14 +115,20 @@ class SplitPlan:
             relative = self.images.names[position]
             class_index = int(self.images.classes[position])
             filename = relative.rsplit("/", 1)[-1]
+            if self.images.members is None:
+                path, offset, length = str(self.images.root / relative), None, 0
+            else:
+                path, (offset, length) = str(self.images.root), map(int, self.images.members[position])
             items.append(
                 ShardItem(
-                    path=str(self.images.root / relative),
+                    path=path,
                     filename=filename,
                     label=classes.label(class_index),
                     synset=classes.wnids[class_index],
                     text=classes.texts[class_index],
                     boxes=tuple(boxes.get(filename, ())),
+                    offset=offset,
+                    length=length,
                 )
             )
         return ShardSpec(self.split, index, self.num_shards, str(output_dir), image, tuple(items),

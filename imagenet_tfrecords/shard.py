@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import BadImageError, UserError
 from .imaging import prepare_image
-from .plan import ShardSpec
+from .plan import ShardItem, ShardSpec
 from .records import build_example, dali_index_line, frame_record
 
 WRITE_BUFFER_BYTES = 8 << 20  # 8 MiB: few, large writes
@@ -49,12 +49,30 @@ def _write_durably(path: Path, chunks: list[str]) -> None:
         os.fsync(handle.fileno())
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise BadImageError(path, f"cannot read the file ({exc.strerror})") from None
+class _ImageReader:
+    """Reads each item's bytes: a whole file, or a slice of an archive (kept open, read with pread)."""
+
+    def __init__(self) -> None:
+        self._archives: dict[str, int] = {}
+
+    def read(self, item: ShardItem) -> bytes:
+        try:
+            if item.offset is None:
+                with open(item.path, "rb") as handle:
+                    return handle.read()
+            if item.path not in self._archives:
+                self._archives[item.path] = os.open(item.path, os.O_RDONLY)
+            data = os.pread(self._archives[item.path], item.length, item.offset)
+        except OSError as exc:
+            raise BadImageError(item.source, f"cannot read the file ({exc.strerror})") from None
+        if len(data) != item.length:
+            raise BadImageError(item.source, "the archive ends inside this member (truncated archive)")
+        return data
+
+    def close(self) -> None:
+        for fd in self._archives.values():
+            os.close(fd)
+        self._archives.clear()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -79,11 +97,12 @@ def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
     bad: list[BadImage] = []
     index_lines: list[str] = []
     records = size = 0
+    reader = _ImageReader()
     try:
         with open(temporary, "wb", buffering=WRITE_BUFFER_BYTES) as out:
             for item in spec.items:
                 try:
-                    image = prepare_image(_read(item.path), item.path, item.boxes, spec.image)
+                    image = prepare_image(reader.read(item), item.source, item.boxes, spec.image)
                 except BadImageError as exc:
                     if not skip_bad_images:
                         raise
@@ -110,4 +129,6 @@ def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
         if isinstance(exc, OSError):
             raise UserError(f"{final}: cannot write the shard ({exc.strerror or exc})") from None
         raise
+    finally:
+        reader.close()
     return ShardResult(spec.split, spec.index, spec.name, spec.digest(), records, size, checksum.hexdigest(), tuple(bad))

@@ -21,11 +21,17 @@ FLAT_VALIDATION_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 
 @dataclass(frozen=True)
 class SplitImages:
-    """Every image of one split: paths relative to `root` and class indices, in a stable order."""
+    """Every image of one split: names relative to `root` and class indices, in a stable order.
+
+    `root` is a directory, or an uncompressed archive when `members` gives each image's
+    (offset, length) in it. Names are `<wnid>/<file>` (or the flat validation file name) either
+    way, so the shard plan is the same for a folder and for the tar it came from.
+    """
 
     root: Path
     names: list[str]
     classes: np.ndarray  # int32 index into ClassTable.wnids, parallel to `names`
+    members: np.ndarray | None = None  # int64 (N, 2): offset and length of each image in `root`
 
     def __len__(self) -> int:
         return len(self.names)
