@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageChops, ImageEnhance
 
 from .errors import UserError
 from .labels import DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels
@@ -47,19 +47,34 @@ def _load_photos() -> list[Image.Image]:
     return [Image.open(directory / name).convert("RGB") for name in PHOTOS]
 
 
-def make_photo(photos: list[Image.Image], rng: random.Random, size: tuple[int, int]) -> Image.Image:
-    """A natural-looking image: a random crop of a real photo, rescaled, flipped and re-toned."""
+def _tile(photos: list[Image.Image], rng: random.Random, size: tuple[int, int]) -> Image.Image:
+    """A crop of a random photo at a random scale no larger than 1, so detail stays pixel-sharp."""
     photo = rng.choice(photos)
-    aspect = size[0] / size[1]
-    crop_height = rng.randint(photo.height // 2, photo.height)
-    crop_width = min(photo.width, int(crop_height * aspect))
-    crop_height = int(crop_width / aspect)
-    left = rng.randint(0, photo.width - crop_width)
-    top = rng.randint(0, photo.height - crop_height)
-    image = photo.crop((left, top, left + crop_width, top + crop_height)).resize(size, Image.Resampling.BICUBIC)
-    if rng.random() < 0.5:
-        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return ImageEnhance.Brightness(image).enhance(rng.uniform(0.8, 1.2))
+    scale = rng.uniform(0.5, 1.0)
+    width, height = max(1, round(size[0] / scale)), max(1, round(size[1] / scale))
+    if width > photo.width or height > photo.height:
+        shrink = min(photo.width / width, photo.height / height)
+        width, height = max(1, int(width * shrink)), max(1, int(height * shrink))
+    left = rng.randint(0, photo.width - width)
+    top = rng.randint(0, photo.height - height)
+    tile = photo.crop((left, top, left + width, top + height)).resize(size, Image.Resampling.LANCZOS)
+    return tile.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else tile
+
+
+def make_photo(photos: list[Image.Image], rng: random.Random, size: tuple[int, int]) -> Image.Image:
+    """A natural-looking image of `size`: real photo crops (a collage when the image is larger than
+    the photos), never upscaled much, re-toned, with a little sensor noise."""
+    canvas = Image.new("RGB", size)
+    columns = max(1, -(-size[0] // 640))
+    rows = max(1, -(-size[1] // 640))
+    for row in range(rows):
+        for column in range(columns):
+            box = (column * size[0] // columns, row * size[1] // rows,
+                   (column + 1) * size[0] // columns, (row + 1) * size[1] // rows)
+            canvas.paste(_tile(photos, rng, (box[2] - box[0], box[3] - box[1])), box[:2])
+    canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(0.8, 1.2))
+    noise = Image.effect_noise(size, rng.uniform(3, 6))  # centred on 128
+    return Image.merge("RGB", [ImageChops.add(band, noise, 1.0, -128) for band in canvas.split()])
 
 
 def _save(image: Image.Image, path: Path, kind: str, rng: random.Random) -> None:

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import io
+import math
 import random
 
 import pytest
 from PIL import Image
 
 from imagenet_tfrecords.errors import BadImageError
-from imagenet_tfrecords.imaging import (
-    ImageOptions,
-    ResizeMode,
-    crop_boxes,
-    prepare_image,
-    read_jpeg_header,
-    sniff_format,
-)
+from imagenet_tfrecords.formats import read_jpeg_header, sniff_format
+from imagenet_tfrecords.imaging import ImageOptions, prepare_image
+from imagenet_tfrecords.pixels import dct_scale
+from imagenet_tfrecords.resize import ResizeMode, ResizeQuality, crop_boxes
 from imagenet_tfrecords.sample import _load_photos, make_photo
 
 BOX = ((0.1, 0.2, 0.6, 0.9),)
@@ -85,13 +82,36 @@ def test_resize_modes(photo: Image.Image, mode: ResizeMode, size: tuple[int, int
     assert (stored.width, stored.height) == expected == Image.open(io.BytesIO(stored.encoded)).size
 
 
-def test_reduced_dct_decode_keeps_quality_on_large_images(photo: Image.Image) -> None:
-    large = photo.resize((2000, 1500), Image.Resampling.LANCZOS)
-    options = ImageOptions(resize=True, height=256, width=256)
-    stored = Image.open(io.BytesIO(prepare_image(encode(large, quality=95), "x.JPEG", (), options).encoded))
-    reference = large.resize((256, 256), Image.Resampling.LANCZOS)
+def test_dct_scale_is_a_power_of_two_that_keeps_the_minimum_size() -> None:
+    assert dct_scale(500, 375, 256, 256) == 1
+    assert dct_scale(2000, 1500, 256, 256) == 4
+    assert dct_scale(2000, 1500, 512, 512) == 2
+    assert dct_scale(4000, 3000, 256, 256) == 8
+
+
+def psnr(stored: Image.Image, reference: Image.Image) -> float:
     error = sum((a - b) ** 2 for a, b in zip(stored.tobytes(), reference.tobytes())) / len(reference.tobytes())
-    assert error < 40  # PSNR above ~32 dB against a full-resolution Lanczos resize
+    return 10 * math.log10(255**2 / error)
+
+
+@pytest.mark.parametrize("quality,minimum", [("fast", 27.0), ("default", 29.0), ("best", 31.0)])
+def test_quality_settings_on_a_large_image(photo: Image.Image, quality: str, minimum: float) -> None:
+    large = photo.resize((2000, 1500), Image.Resampling.LANCZOS)
+    options = ImageOptions(resize=True, height=256, width=256, resize_quality=ResizeQuality(quality))
+    stored = Image.open(io.BytesIO(prepare_image(encode(large, quality=95), "x.JPEG", (), options).encoded))
+    assert stored.size == (256, 256)
+    assert psnr(stored, large.resize((256, 256), Image.Resampling.LANCZOS)) > minimum
+
+
+def test_better_settings_are_closer_to_a_full_lanczos_resize(photo: Image.Image) -> None:
+    large = encode(photo.resize((1600, 1200), Image.Resampling.LANCZOS), quality=95)
+    reference = Image.open(io.BytesIO(large)).resize((256, 256), Image.Resampling.LANCZOS)
+    scores = [
+        psnr(Image.open(io.BytesIO(prepare_image(large, "x", (), ImageOptions(
+            resize=True, resize_quality=ResizeQuality(q))).encoded)), reference)
+        for q in ("fast", "default", "best")
+    ]
+    assert scores == sorted(scores)
 
 
 def test_center_crop_boxes_are_reclamped_and_empty_ones_dropped() -> None:

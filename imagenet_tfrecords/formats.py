@@ -1,0 +1,81 @@
+"""What an image file is, told from its bytes: format magic numbers and the JPEG frame header."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+# Magic numbers of formats worth naming in an error or converting.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+_STORABLE_SOF = (0xC0, 0xC1, 0xC2)  # baseline, extended, progressive Huffman: what every reader decodes
+_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD9)})
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_END = b"\xff\xd9"
+
+
+@dataclass(frozen=True)
+class JpegHeader:
+    sof_marker: int
+    precision: int
+    height: int
+    width: int
+    components: int  # 1 grayscale, 3 YCbCr (or RGB), 4 CMYK/YCCK
+
+    @property
+    def is_plain_rgb(self) -> bool:
+        """An 8-bit, 3-component Huffman JPEG that every reader decodes as RGB: store it as it is."""
+        return (
+            self.sof_marker in _STORABLE_SOF
+            and self.precision == 8
+            and self.components == 3
+            and self.height > 0
+            and self.width > 0
+        )
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format named by the file's first bytes, or None."""
+    for magic, name in _SIGNATURES:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def read_jpeg_header(data: bytes) -> JpegHeader | None:
+    """Parse the markers up to the frame header (SOF); None if there is none before the scan."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            position += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, position + 2)
+        if marker in _SOF_MARKERS:
+            if position + 10 > len(data):
+                return None
+            precision, height, width, components = struct.unpack_from(">BHHB", data, position + 4)
+            return JpegHeader(marker, precision, height, width, components)
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        position += 2 + length
+    return None
+
+
+def ends_cleanly(data: bytes) -> bool:
+    """The JPEG ends with its end-of-image marker (trailing zero padding allowed)."""
+    return data.rstrip(b"\x00").endswith(_JPEG_END)
