@@ -1,0 +1,127 @@
+"""One bench measurement in its own process, pinned to one core: run a pipeline over a file list.
+
+Usage: python bench/pipelines.py CONFIG_JSON FILE_LIST OUTPUT. Prints {"seconds", "images", "bytes"}.
+Pipelines: "ours" (the project's shard worker), "tf" (TensorFlow ops, the seed's way), "pillow"
+(plain Pillow: full decode, Lanczos, save), "read" (just read the files).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from imagenet_tfrecords.resize import ResizeMode, plan_geometry  # noqa: E402
+
+
+def geometry_for(width: int, height: int, config: dict):
+    return plan_geometry(width, height, ResizeMode(config["mode"]), config["width"], config["height"])
+
+
+def run_ours(files: list[str], config: dict, output: Path) -> None:
+    from imagenet_tfrecords.imaging import ImageOptions, ResizeQuality
+    from imagenet_tfrecords.plan import ShardItem, ShardSpec
+    from imagenet_tfrecords.shard import write_shard
+
+    options = ImageOptions(config["resize"], config["height"], config["width"], ResizeMode(config["mode"]),
+                           config["jpeg_q"], ResizeQuality(config["quality"]))
+    items = tuple(ShardItem(f, os.path.basename(f), 1, "n00000000", "bench") for f in files)
+    write_shard(ShardSpec("train", 0, 1, str(output.parent), options, items, None))
+    os.replace(output.parent / "train-00000-of-00001", output)
+
+
+def run_tf(files: list[str], config: dict, output: Path) -> None:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    from PIL import Image
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    decode = tf.function(lambda data: tf.io.decode_image(data, channels=3, expand_animations=False))
+    resize = tf.function(lambda image, size: tf.image.resize(image, size, method="bilinear"))
+    encode = tf.function(lambda image: tf.io.encode_jpeg(tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
+                                                         quality=config["jpeg_q"]))
+
+    def feature(value):
+        if isinstance(value, bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+    with tf.io.TFRecordWriter(str(output)) as writer:
+        for path in files:
+            data = open(path, "rb").read()
+            try:
+                image = decode(data)
+            except tf.errors.InvalidArgumentError:  # CMYK: the seed special-cased these by name
+                image = tf.constant(__import__("numpy").asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+            height, width = int(image.shape[0]), int(image.shape[1])
+            if config["resize"]:
+                geometry = geometry_for(width, height, config)
+                left, top, right, bottom = geometry.region
+                scaled = (round(geometry.height / (bottom - top)), round(geometry.width / (right - left)))
+                resized = resize(image, scaled)
+                y0, x0 = (scaled[0] - geometry.height) // 2, (scaled[1] - geometry.width) // 2
+                encoded = encode(resized[y0:y0 + geometry.height, x0:x0 + geometry.width]).numpy()
+                height, width = geometry.height, geometry.width
+            else:
+                encoded = data
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": feature(encoded), "image/height": feature(height), "image/width": feature(width),
+                "image/filename": feature(os.path.basename(path).encode()), "image/class/label": feature(1),
+            }))
+            writer.write(example.SerializeToString())
+
+
+def run_pillow(files: list[str], config: dict, output: Path) -> None:
+    from PIL import Image
+
+    from imagenet_tfrecords.imaging import StoredImage
+    from imagenet_tfrecords.plan import ShardItem
+    from imagenet_tfrecords.records import build_example, frame_record
+
+    with open(output, "wb") as out:
+        for path in files:
+            image = Image.open(path).convert("RGB")
+            geometry = geometry_for(*image.size, config)
+            left, top, right, bottom = geometry.region
+            box = (left * image.width, top * image.height, right * image.width, bottom * image.height)
+            image = image.resize((geometry.width, geometry.height), Image.Resampling.LANCZOS, box=box)
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=config["jpeg_q"])
+            item = ShardItem(path, os.path.basename(path), 1, "n00000000", "bench")
+            out.write(frame_record(build_example(item, StoredImage(buffer.getvalue(), image.height, image.width, ()))))
+
+
+def run_read(files: list[str], config: dict, output: Path) -> None:
+    total = 0
+    for path in files:
+        with open(path, "rb") as handle:
+            total += len(handle.read())
+    output.write_bytes(b"")
+
+
+PIPELINES = {"ours": run_ours, "tf": run_tf, "pillow": run_pillow, "read": run_read}
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    files = Path(sys.argv[2]).read_text().split("\n")
+    output = Path(sys.argv[3])
+    os.sched_setaffinity(0, {config.get("cpu", 0)})
+    if config["pipeline"] == "tf":  # pay TensorFlow's import and tracing before the clock starts
+        run_tf(files[:2], config, output)
+    for path in files:  # the same warm page cache for every pipeline
+        open(path, "rb").read()
+    started = time.perf_counter()
+    PIPELINES[config["pipeline"]](files, config, output)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "images": len(files), "bytes": output.stat().st_size}))
+
+
+if __name__ == "__main__":
+    main()
