@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
+from . import kaggle
+from .devkit import LabelSource, check_agreement, load_devkit_labels, merged_labels
 from .engines.local import run_local
 from .errors import UserError
 from .imaging import ImageOptions
@@ -25,7 +29,8 @@ from .manifest import Manifest, exclusive_lock, remove_stale_temporaries
 from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split, shard_name
 from .progress import SplitProgress
 from .shard import BadImage, ShardResult, index_path, temporary_path
-from .sources import scan_split
+from .sources import SplitImages, scan_flat_validation, scan_split
+from .tar_index import INDEX_DIR, index_tar, load_bounding_box_tar
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,18 @@ class BuildConfig:
     skip_bad_images: bool = False
     index_dir: Path | None = None  # DALI index files; None: none written
     scheduler: str | None = None  # a Dask scheduler address; None: this machine's process pool
+    train_tar: Path | None = None  # ILSVRC2012_img_train.tar, read in place instead of train_dir
+    validation_tar: Path | None = None  # ILSVRC2012_img_val.tar, read in place instead of validation_dir
+    devkit: Path | None = None  # ILSVRC2012_devkit_t12.tar.gz (or its folder): validation ground truth
+    bbox_tar: Path | None = None  # ILSVRC2012_bbox_train_v2.tar.gz, read instead of bounding_box_file
+    kaggle_root: Path | None = None  # the Kaggle layout's root: train and val folders, label files
+
+    def __post_init__(self) -> None:
+        for split in ("train", "validation"):
+            if getattr(self, f"{split}_dir") is not None and getattr(self, f"{split}_tar") is not None:
+                raise UserError(f"pass --{split}_directory or --{split}_tar, not both")
+        if self.bounding_box_file is not None and self.bbox_tar is not None:
+            raise UserError("pass --bounding_box_file or --bbox_tar, not both")
 
     def manifest_options(self) -> dict:
         """What decides the bytes of the output: a re-run with other values must not mix in."""
@@ -71,23 +88,73 @@ class SplitSummary:
     seconds: float = 0.0
 
 
+def _validation_sources(config: BuildConfig, kaggle_root: Path | None) -> list[LabelSource]:
+    """Every source of validation labels at hand, most authoritative first; they must agree."""
+    sources = [load_devkit_labels(config.devkit)] if config.devkit is not None else []
+    solution = kaggle.load_validation_solution(kaggle_root) if kaggle_root is not None else None
+    sources += [solution] if solution is not None else []
+    shipped = load_validation_labels(config.validation_labels_file)
+    return sources + [LabelSource(str(config.validation_labels_file), shipped)]
+
+
+def _scan_train_tar(tar: Path, config: BuildConfig, classes: ClassTable) -> SplitImages:
+    index = index_tar(tar, Path(config.output_dir) / INDEX_DIR, nested=True)
+    lookup = classes.index_of()
+    labels = []
+    for name in index.names:
+        wnid = name.split("/", 1)[0]
+        if wnid not in lookup:
+            raise UserError(f"{index.path}[{wnid}.tar]: not a synset of the labels file; pass a --labels_file that lists it")
+        labels.append(lookup[wnid])
+    return SplitImages(index.path, index.names, np.asarray(labels, dtype=np.int32), index.members)
+
+
+def _scan_validation_tar(tar: Path, config: BuildConfig, classes: ClassTable, wnids: list[str]) -> SplitImages:
+    index = index_tar(tar, Path(config.output_dir) / INDEX_DIR, nested=False)
+    if not index.names:
+        raise UserError(f"{index.path}: the validation tar has no images; pass ILSVRC2012_img_val.tar as --validation_tar")
+    return replace(scan_flat_validation(index.path, classes, index.names, wnids), members=index.members)
+
+
 def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
+    train_dir, validation_dir = config.train_dir, config.validation_dir
+    if config.kaggle_root is not None:
+        kaggle_train, kaggle_validation = kaggle.split_dirs(config.kaggle_root)
+        train_dir = train_dir or (kaggle_train if config.train_tar is None else None)
+        validation_dir = validation_dir or (kaggle_validation if config.validation_tar is None else None)
+    kaggle_root = config.kaggle_root or kaggle.find_root(validation_dir) or kaggle.find_root(train_dir)
+    if kaggle_root is not None:
+        kaggle.check_synset_mapping(kaggle_root, classes.wnids)
     requested = [
-        ("validation", config.validation_dir, config.validation_shards),  # validation first, as the seed
-        ("train", config.train_dir, config.train_shards),
+        ("validation", validation_dir, config.validation_tar, config.validation_shards),  # validation first, as the seed
+        ("train", train_dir, config.train_tar, config.train_shards),
     ]
-    requested = [(split, root, shards) for split, root, shards in requested if root is not None]
+    requested = [entry for entry in requested if entry[1] is not None or entry[2] is not None]
     if not requested:
-        raise UserError("nothing to build: pass --train_directory and/or --validation_directory (or --sample DIR)")
+        raise UserError("nothing to build: pass --train_directory and/or --validation_directory, the tars "
+                        "(--train_tar, --validation_tar), --kaggle_root DIR or --sample DIR")
     plans = []
-    for split, root, shards in requested:
-        validation_wnids = load_validation_labels(config.validation_labels_file) if split == "validation" else None
-        images = scan_split(split, Path(root), classes, validation_wnids)
+    for split, root, tar, shards in requested:
+        sources = _validation_sources(config, kaggle_root) if split == "validation" else []
+        validation_wnids = merged_labels(sources) if split == "validation" else None
+        if tar is None:
+            images = scan_split(split, Path(root), classes, validation_wnids)
+        elif split == "train":
+            images = _scan_train_tar(tar, config, classes)
+        else:
+            images = _scan_validation_tar(tar, config, classes, validation_wnids)
+        check_agreement(sources, images.names)
         present = int((images.class_counts(len(classes.wnids)) > 0).sum())
         if present < len(classes.wnids):
             log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))
         plans.append(plan_split(split, images, shards))
     return plans
+
+
+def _load_boxes(config: BuildConfig, classes: ClassTable) -> dict[str, list[Box]]:
+    if config.bbox_tar is not None:
+        return load_bounding_box_tar(config.bbox_tar, Path(config.output_dir) / INDEX_DIR, frozenset(classes.wnids))
+    return load_bounding_boxes(config.bounding_box_file) if config.bounding_box_file else {}
 
 
 def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -> Iterator[ShardResult]:
@@ -149,7 +216,7 @@ def _write_bad_image_report(output_dir: Path, summaries: list[SplitSummary]) -> 
 def run_build(config: BuildConfig) -> list[SplitSummary]:
     """Build every requested split into `config.output_dir`; resumes an interrupted build."""
     classes = load_class_table(config.labels_file, config.metadata_file, config.label_offset)
-    boxes = load_bounding_boxes(config.bounding_box_file) if config.bounding_box_file else {}
+    boxes = _load_boxes(config, classes)
     plans = _scan_and_plan(config, classes)
     output_dir = Path(config.output_dir)
     directories = [output_dir] + ([Path(config.index_dir)] if config.index_dir is not None else [])

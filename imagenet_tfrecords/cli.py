@@ -49,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output_directory", type=Path, help="where the shards, manifest.json and reports go")
     io.add_argument("--sample", type=Path, metavar="DIR",
                     help="make a small ILSVRC-shaped sample under DIR/raw (no network) and build it into DIR/tfrecords")
+    tars = parser.add_argument_group("ILSVRC tarballs and the Kaggle layout (read in place, nothing extracted)")
+    tars.add_argument("--train_tar", type=Path, help="ILSVRC2012_img_train.tar (a tar of <wnid>.tar class tars)")
+    tars.add_argument("--validation_tar", type=Path, help="ILSVRC2012_img_val.tar (flat ILSVRC2012_val_*.JPEG)")
+    tars.add_argument("--devkit", type=Path,
+                      help="ILSVRC2012_devkit_t12.tar.gz (or its folder): validation labels from its ground truth, "
+                      "checked against --validation_labels_file")
+    tars.add_argument("--bbox_tar", type=Path,
+                      help="ILSVRC2012_bbox_train_v2.tar.gz: bounding boxes from its XML (instead of --bounding_box_file)")
+    tars.add_argument("--kaggle_root", type=Path, metavar="DIR",
+                      help="the Kaggle download: DIR holds ILSVRC/Data/CLS-LOC/{train,val}, LOC_synset_mapping.txt "
+                      "and LOC_val_solution.csv")
+    tars.add_argument("--from_tars", action="store_true",
+                      help="with --sample: also pack the sample as the ILSVRC tarballs (DIR/tars) and build from those")
     shards = parser.add_argument_group("sharding and workers")
     shards.add_argument("--train_shards", type=_positive, help="number of train shards (default 1024)")
     shards.add_argument("--validation_shards", type=_positive, help="number of validation shards (default 128)")
@@ -97,21 +110,37 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     train_dir, validation_dir, output_dir, bounding_box_file = (
         args.train_directory, args.validation_directory, args.output_directory, args.bounding_box_file)
+    train_tar, validation_tar, devkit, bbox_tar = args.train_tar, args.validation_tar, args.devkit, args.bbox_tar
     train_shards, validation_shards = args.train_shards or 1024, args.validation_shards or 128
     if args.sample is not None:
         from .sample import make_sample
 
         log.info("making the sample dataset under %s", args.sample / "raw")
         sample = make_sample(args.sample / "raw")
-        train_dir = train_dir or sample.train_dir
-        validation_dir = validation_dir or sample.validation_dir
-        bounding_box_file = bounding_box_file or sample.bounding_box_file
+        if args.from_tars:
+            from .sample import make_sample_tarballs
+
+            tarballs = make_sample_tarballs(sample, args.sample / "tars")
+            train_tar, validation_tar = train_tar or tarballs.train_tar, validation_tar or tarballs.validation_tar
+            devkit, bbox_tar = devkit or tarballs.devkit, bbox_tar or tarballs.bbox_tar
+        else:
+            train_dir = train_dir or sample.train_dir
+            validation_dir = validation_dir or sample.validation_dir
+            bounding_box_file = bounding_box_file or sample.bounding_box_file
         output_dir = output_dir or args.sample / "tfrecords"
         train_shards = args.train_shards or SAMPLE_SHARDS["train"]
         validation_shards = args.validation_shards or SAMPLE_SHARDS["validation"]
+    elif args.from_tars:
+        raise UserError("--from_tars goes with --sample DIR")
     if output_dir is None:
         raise UserError("pass --output_directory (where the shards go)")
     output_dir = output_dir.resolve()
+    # Absolute paths: workers (local or on a cluster) may run in another directory.
+    train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar, kaggle_root = (
+        path.resolve() if path is not None else None
+        for path in (train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar,
+                     args.kaggle_root)
+    )
     index_dir = None if args.no_index else (args.index_directory or output_dir / "idx").resolve()
     return BuildConfig(
         output_dir=output_dir,
@@ -130,6 +159,11 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         skip_bad_images=args.skip_bad_images,
         index_dir=index_dir,
         scheduler=args.scheduler,
+        train_tar=train_tar,
+        validation_tar=validation_tar,
+        devkit=devkit,
+        bbox_tar=bbox_tar,
+        kaggle_root=kaggle_root,
     )
 
 

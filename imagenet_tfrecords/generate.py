@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from . import cli
+from .download.archives import BUILTIN_ARCHIVES
 from .errors import UserError
 from .imaging import ResizeMode
 from .memory import GIB, gib, read_memory
@@ -45,6 +46,24 @@ class Answers:
     @property
     def validation_dir(self) -> Path | None:
         return self.data_dir / "validation" if (self.data_dir / "validation").is_dir() else None
+
+    def tarball(self, key: str) -> Path | None:
+        """A downloaded ILSVRC archive in the data dir (train, val, devkit, bbox), if it is there."""
+        path = self.data_dir / BUILTIN_ARCHIVES[key].name
+        return path if path.is_file() else None
+
+    def tar_arguments(self) -> list[str]:
+        """Build straight from the tarballs where the extracted folders (or the box CSV) are missing."""
+        argv = []
+        train, validation = self.tarball("train"), self.tarball("val")
+        if train and not self.train_dir:
+            argv += ["--train_tar", str(train)]
+        if validation and not self.validation_dir:
+            argv += ["--validation_tar", str(validation)]
+            argv += ["--devkit", str(self.tarball("devkit"))] if self.tarball("devkit") else []
+        if self.tarball("bbox") and not (self.data_dir / BOUNDING_BOX_FILE).is_file():
+            argv += ["--bbox_tar", str(self.tarball("bbox"))]
+        return argv
 
 
 def _positive(text: str) -> int:
@@ -85,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_data_dir(text: str) -> Path:
     path = parse_existing_directory(text)
-    if not (path / "train").is_dir() and not (path / "validation").is_dir():
-        raise ValueError(f"{path} holds neither train/ nor validation/: give the directory the download went to")
+    tars = [path / BUILTIN_ARCHIVES[key].name for key in ("train", "val")]
+    if not (path / "train").is_dir() and not (path / "validation").is_dir() and not any(t.is_file() for t in tars):
+        raise ValueError(f"{path} holds neither train/ nor validation/ (nor the ILSVRC2012_img_*.tar files): "
+                         "give the directory the download went to")
     return path
 
 
@@ -123,6 +144,7 @@ def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
         argv += ["--train_directory", str(answers.train_dir)]
     if answers.validation_dir:
         argv += ["--validation_directory", str(answers.validation_dir)]
+    argv += answers.tar_arguments()
     argv += ["--output_directory", str(answers.output_dir)]
     if (answers.data_dir / BOUNDING_BOX_FILE).is_file():
         argv += ["--bounding_box_file", str(answers.data_dir / BOUNDING_BOX_FILE)]
@@ -171,7 +193,7 @@ def main(argv: list[str] | None, build_script: Path) -> int:
     try:
         answers = ask_answers(args, prompter, os.environ)
         build_argv = build_arguments(answers, args)
-        if answers.train_dir:
+        if answers.train_dir or answers.tarball("train"):
             check_memory(args.min_free_gb, prompter)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,15 +7,18 @@ grayscale, progressive, a PNG named .JPEG, and a large photo.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import io
 import random
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageChops, ImageEnhance
 
 from .errors import UserError
-from .labels import DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels
+from .labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels, load_wnids
 
 SAMPLE_WNIDS = ("n01440764", "n02119789", "n02123045", "n03255030", "n04037443")
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
@@ -129,3 +132,86 @@ def make_sample(root: Path, seed: int = 0) -> Sample:
             _save(make_photo(photos, rng, rng.choice(IMAGENET_LIKE_SIZES)), path, "plain", rng)
     sample.bounding_box_file.write_text("\n".join(sorted(box_lines)) + "\n")
     return sample
+
+
+@dataclass(frozen=True)
+class SampleTarballs:
+    """The sample packed as the ILSVRC-2012 archives are."""
+
+    train_tar: Path
+    validation_tar: Path
+    devkit: Path
+    bbox_tar: Path
+
+
+TARBALL_MTIME = 1_330_000_000  # fixed member times, so the tarballs are the same bytes every time
+META_MAT_SEED = 2012
+BOX_SCALE = 10_000  # XML <size> of the sample's boxes: 4-decimal relative coordinates stay exact
+
+
+def _tar_bytes(members: list[tuple[str, bytes]], compress: bool = False) -> bytes:
+    """A tar (or tar.gz) of regular files with fixed metadata."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), TARBALL_MTIME, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue(), mtime=0) if compress else buffer.getvalue()
+
+
+def _meta_mat(wnids: list[str]) -> tuple[bytes, dict[str, int]]:
+    """A devkit meta.mat, and its wnid -> ILSVRC2012_ID: the leaf synsets under IDs in a shuffled (not
+    sorted-wnid) order, plus a root synset with children, as in the real one."""
+    import numpy as np
+    from scipy.io import savemat
+
+    shuffled = list(wnids)
+    random.Random(META_MAT_SEED).shuffle(shuffled)
+    fields = ("ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
+              "num_train_images")
+    synsets = np.zeros(len(shuffled) + 1, dtype=[(f, object) for f in fields])
+    for position, wnid in enumerate(shuffled):
+        synsets[position] = (position + 1, wnid, wnid, "", 0, np.zeros(0), 0, TRAIN_PER_CLASS)
+    children = np.arange(1, len(shuffled) + 1, dtype=np.float64)
+    synsets[len(shuffled)] = (len(shuffled) + 1, "n00001740", "entity", "", len(shuffled), children, 19, 0)
+    buffer = io.BytesIO()
+    savemat(buffer, {"synsets": synsets})
+    return buffer.getvalue(), {wnid: position + 1 for position, wnid in enumerate(shuffled)}
+
+
+def _annotation(folder: str, boxes: list[list[float]]) -> bytes:
+    objects = "".join(
+        f"<object><name>{folder}</name><bndbox><xmin>{round(x0 * BOX_SCALE)}</xmin><ymin>{round(y0 * BOX_SCALE)}</ymin>"
+        f"<xmax>{round(x1 * BOX_SCALE)}</xmax><ymax>{round(y1 * BOX_SCALE)}</ymax></bndbox></object>"
+        for x0, y0, x1, y1 in boxes
+    )
+    return (f"<annotation><folder>{folder}</folder><filename>%s</filename><size><width>{BOX_SCALE}</width>"
+            f"<height>{BOX_SCALE}</height><depth>3</depth></size>{objects}</annotation>").encode()
+
+
+def make_sample_tarballs(sample: Sample, target: Path) -> SampleTarballs:
+    """Pack a made sample as ILSVRC2012_img_train.tar (of per-class tars), ILSVRC2012_img_val.tar (flat,
+    not in name order), ILSVRC2012_devkit_t12.tar.gz (meta.mat + ground truth) and the bbox tar.gz."""
+    target.mkdir(parents=True, exist_ok=True)
+    tarballs = SampleTarballs(target / "ILSVRC2012_img_train.tar", target / "ILSVRC2012_img_val.tar",
+                              target / "ILSVRC2012_devkit_t12.tar.gz", target / "ILSVRC2012_bbox_train_v2.tar.gz")
+    class_dirs = sorted(p for p in sample.train_dir.iterdir() if p.is_dir())
+    tarballs.train_tar.write_bytes(_tar_bytes(
+        [(f"{d.name}.tar", _tar_bytes([(p.name, p.read_bytes()) for p in sorted(d.iterdir())])) for d in class_dirs]))
+    validation = sorted(sample.validation_dir.iterdir())
+    random.Random(META_MAT_SEED).shuffle(validation)  # the real tar is not in name order either
+    tarballs.validation_tar.write_bytes(_tar_bytes([(p.name, p.read_bytes()) for p in validation]))
+    meta, ids = _meta_mat(load_wnids(DEFAULT_LABELS_FILE))
+    truth = "".join(f"{ids[wnid]}\n" for wnid in load_validation_labels(DEFAULT_VALIDATION_LABELS_FILE))
+    tarballs.devkit.write_bytes(_tar_bytes([("ILSVRC2012_devkit_t12/data/meta.mat", meta),
+                                            ("ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
+                                             truth.encode())], compress=True))
+    boxes: dict[str, list[list[float]]] = {}
+    for line in sample.bounding_box_file.read_text().split():
+        name, *coords = line.split(",")
+        boxes.setdefault(name, []).append([float(c) for c in coords])
+    tarballs.bbox_tar.write_bytes(_tar_bytes(
+        [(f"{name.split('_')[0]}/{name[:-len('.JPEG')]}.xml", _annotation(name.split("_")[0], b))
+         for name, b in sorted(boxes.items())], compress=True))
+    return tarballs

@@ -1,7 +1,8 @@
 """Small ILSVRC-2012-shaped archives for the download tests, made in memory from scikit-image photos.
 
 A train tar of per-class tars, a flat validation tar in unsorted member order, a devkit tar.gz and
-a bounding-box tar.gz of PASCAL VOC XML, with the same names and layouts as the real ones.
+a bounding-box tar.gz of PASCAL VOC XML, with the same names and layouts as the real ones; and the
+Kaggle layout of a made sample.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ import functools
 import gzip
 import hashlib
 import io
+import os
 import random
+import shutil
 import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 
-from imagenet_tfrecords.sample import _load_photos, make_photo
+from imagenet_tfrecords.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE,
+                                       load_texts, load_validation_labels, load_wnids)
+from imagenet_tfrecords.sample import Sample, _load_photos, make_photo
 
 WNIDS = ("n01440764", "n02119789", "n02123045")  # real ILSVRC-2012 synsets: tench, kit fox, tabby
 TRAIN_PER_CLASS = 4
@@ -100,3 +106,22 @@ def make_archives() -> Archives:
         BBOX: tar_bytes(xml_members, compress=True),
     }
     return Archives(files, train_images, labels, boxes)
+
+
+def make_kaggle_tree(sample: Sample, root: Path, relabel: dict[str, str] | None = None) -> Path:
+    """The sample in the Kaggle layout (hard links): ILSVRC/Data/CLS-LOC/{train,val,test}, LOC_synset_mapping.txt
+    (all 1000 synsets) and LOC_val_solution.csv; `relabel` gives some validation images another first wnid."""
+    data = root / "ILSVRC" / "Data" / "CLS-LOC"
+    shutil.copytree(sample.train_dir, data / "train", copy_function=os.link)
+    shutil.copytree(sample.validation_dir, data / "val", copy_function=os.link)
+    (data / "test").mkdir()
+    wnids = load_wnids(DEFAULT_LABELS_FILE)
+    texts = load_texts(DEFAULT_METADATA_FILE, wnids)
+    (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} {t}\n" for w, t in zip(wnids, texts)))
+    labels, relabel = load_validation_labels(DEFAULT_VALIDATION_LABELS_FILE), relabel or {}
+    rows = ["ImageId,PredictionString"]
+    for path in sorted((data / "val").iterdir(), reverse=True):
+        wnid = relabel.get(path.name, labels[int(path.stem.rsplit("_", 1)[1]) - 1])
+        rows.append(f"{path.stem},{wnid} 12 30 200 310 {wnid} 5 5 60 90 ")
+    (root / "LOC_val_solution.csv").write_text("\n".join(rows) + "\n")
+    return root

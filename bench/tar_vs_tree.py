@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Throughput of a build from ILSVRC-shaped tarballs against one from the extracted tree, same corpus, same run.
+
+Prints one JSON object: images/s of each (best of --repeats, each into a fresh output directory,
+the tar build including its index scan) and their ratio. Run from the repository root:
+
+    python bench/tar_vs_tree.py --images 2000 --workers 4 --resize
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus import make_corpus  # noqa: E402
+
+from imagenet_tfrecords.build import BuildConfig, run_build  # noqa: E402
+from imagenet_tfrecords.imaging import ImageOptions  # noqa: E402
+
+
+def pack_train_tar(train: Path, target: Path) -> Path:
+    """root/train/<wnid>/*.JPEG -> a tar of per-class <wnid>.tar, as ILSVRC2012_img_train.tar is."""
+    outer_path = target / "ILSVRC2012_img_train.tar"
+    if outer_path.exists():
+        return outer_path
+    with tarfile.open(target / ".partial.tar", "w", format=tarfile.GNU_FORMAT) as outer:
+        for class_dir in sorted(p for p in train.iterdir() if p.is_dir()):
+            inner_path = target / f"{class_dir.name}.tar"
+            with tarfile.open(inner_path, "w", format=tarfile.GNU_FORMAT) as inner:
+                for image in sorted(class_dir.iterdir()):
+                    inner.add(image, arcname=image.name)
+            outer.add(inner_path, arcname=inner_path.name)
+            inner_path.unlink()
+    (target / ".partial.tar").rename(outer_path)
+    return outer_path
+
+
+def timed_build(config: BuildConfig) -> float:
+    shutil.rmtree(config.output_dir, ignore_errors=True)
+    started = time.perf_counter()
+    run_build(config)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--resize", action="store_true", help="resize to 256x256 (default: copy the JPEGs)")
+    parser.add_argument("--work_dir", type=Path, default=Path(tempfile.gettempdir()) / "bench-tar-vs-tree")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    train = make_corpus(args.work_dir / "corpus", args.images)
+    tar = pack_train_tar(train, args.work_dir)
+    common = dict(train_shards=args.shards, num_workers=args.workers, image=ImageOptions(resize=args.resize),
+                  index_dir=None)
+    tree = BuildConfig(output_dir=args.work_dir / "out-tree", train_dir=train, **common)
+    packed = BuildConfig(output_dir=args.work_dir / "out-tar", train_tar=tar, **common)
+    seconds = {"tree": [], "tar": []}
+    for _ in range(args.repeats):  # alternate, so both see the same page-cache state
+        seconds["tree"].append(timed_build(tree))
+        seconds["tar"].append(timed_build(packed))
+    rates = {name: args.images / min(times) for name, times in seconds.items()}
+    print(json.dumps({
+        "images": args.images, "workers": args.workers, "resize": args.resize,
+        "tree_images_per_s": round(rates["tree"], 1), "tar_images_per_s": round(rates["tar"], 1),
+        "tar_over_tree": round(rates["tar"] / rates["tree"], 3),
+        "seconds": {name: [round(s, 2) for s in times] for name, times in seconds.items()},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Validation labels from the ILSVRC-2012 devkit, and checking label sources against each other.
+
+The devkit's ground truth gives each validation image an ILSVRC2012_ID, which is not the
+sorted-wnid index (imagenet-facts.md §1.3): `data/meta.mat` maps the IDs of the 1000 leaf
+synsets (num_children == 0) to wnids, as torchvision's parse_meta_mat does.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .sources import FLAT_VALIDATION_NAME
+
+META_MAT = "data/meta.mat"
+GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """One source of validation labels: item i is the wnid of ILSVRC2012_val_{i+1:08d}.JPEG ('' if unknown)."""
+
+    name: str  # how a message names it: a path
+    wnids: list[str]
+
+
+def _devkit_files(path: Path) -> dict[str, bytes]:
+    """meta.mat and the ground truth from the devkit tar.gz, or from the folder it was unpacked into."""
+    wanted: dict[str, bytes] = {}
+    if path.is_dir():
+        for relative in (META_MAT, GROUND_TRUTH):
+            found = sorted(path.glob(relative)) or sorted(path.glob(f"*/{relative}"))
+            if found:
+                wanted[relative] = found[0].read_bytes()
+        return wanted
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            for member in tar:
+                for relative in (META_MAT, GROUND_TRUTH):
+                    if member.isfile() and (member.name == relative or member.name.endswith("/" + relative)):
+                        wanted[relative] = tar.extractfile(member).read()
+    except FileNotFoundError:
+        raise UserError(f"{path}: devkit not found; pass the right --devkit") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise UserError(f"{path}: cannot read the devkit ({exc}); get ILSVRC2012_devkit_t12.tar.gz again") from None
+    return wanted
+
+
+def leaf_wnids(meta_mat: bytes, label: str) -> dict[int, str]:
+    """ILSVRC2012_ID -> wnid for the leaf synsets of a devkit meta.mat."""
+    from scipy.io import loadmat  # only needed with --devkit
+
+    try:
+        synsets = loadmat(io.BytesIO(meta_mat), squeeze_me=True)["synsets"]
+        ids, wnids, children = synsets["ILSVRC2012_ID"], synsets["WNID"], synsets["num_children"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{label}: not a devkit meta.mat with a 'synsets' struct ({exc})") from None
+    return {int(i): str(w) for i, w, c in zip(ids, wnids, children) if int(c) == 0}
+
+
+def load_devkit_labels(path: Path) -> LabelSource:
+    """The validation labels of the devkit: ground-truth IDs mapped to wnids through meta.mat."""
+    path = Path(path)
+    files = _devkit_files(path)
+    for relative in (META_MAT, GROUND_TRUTH):
+        if relative not in files:
+            raise UserError(f"{path}: the devkit has no {relative}; pass ILSVRC2012_devkit_t12.tar.gz as --devkit")
+    by_id = leaf_wnids(files[META_MAT], f"{path}[{META_MAT}]")
+    wnids = []
+    for number, line in enumerate(files[GROUND_TRUTH].decode().split(), 1):
+        if not line.isdigit() or int(line) not in by_id:
+            raise UserError(f"{path}[{GROUND_TRUTH}]:{number}: {line!r} is not the ILSVRC2012_ID of a leaf synset of meta.mat")
+        wnids.append(by_id[int(line)])
+    return LabelSource(str(path), wnids)
+
+
+def merged_labels(sources: list[LabelSource]) -> list[str]:
+    """Each image's label from the first source that has one."""
+    length = max((len(s.wnids) for s in sources), default=0)
+    return [next((s.wnids[i] for s in sources if i < len(s.wnids) and s.wnids[i]), "") for i in range(length)]
+
+
+def check_agreement(sources: list[LabelSource], names: list[str]) -> None:
+    """Every source that labels a flat validation image among `names` gives it the same wnid."""
+    for name in names:
+        match = FLAT_VALIDATION_NAME.fullmatch(name)
+        if not match:
+            continue
+        i = int(match.group(1)) - 1
+        labelled = [(s, s.wnids[i]) for s in sources if i < len(s.wnids) and s.wnids[i]]
+        for source, wnid in labelled[1:]:
+            if wnid != labelled[0][1]:
+                raise UserError(f"{name}: {labelled[0][0].name} says {labelled[0][1]} but {source.name} says {wnid}; "
+                                "the validation labels disagree, pass the matching devkit or --validation_labels_file")
