@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,30 @@ def run_build_cli(*args: str | Path, check: bool = True, **kwargs) -> subprocess
     if check and result.returncode != 0:
         raise AssertionError(f"build failed ({result.returncode}):\n{result.stderr}")
     return result
+
+
+def finished_shards(output: Path) -> list[str]:
+    """Shards recorded as complete in the output's manifest so far."""
+    try:
+        return list(json.loads((output / "manifest.json").read_text())["shards"])
+    except (FileNotFoundError, ValueError):
+        return []
+
+
+def kill_build_after_first_train_shard(args: list, output: Path) -> list[str]:
+    """Start a real build, SIGKILL its whole process group once a train shard is done; the shards done then."""
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "build_imagenet_data.py"), *map(str, args)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not any(name.startswith("train") for name in finished_shards(output)):
+        assert process.poll() is None, "the build ended before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return finished_shards(output)
 
 
 def sample_args(sample: Sample, output: Path, *extra: str | Path) -> list[str | Path]:

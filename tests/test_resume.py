@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from conftest import REPO, run_build_cli, sample_args, shard_digests
+from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args, shard_digests
 
 # Upscaling to 1500x1500 makes each image slow enough to stop the build between shards.
 SLOW = ("--resize_images", "--new_height", "1500", "--new_width", "1500", "--train_shards", "10",
         "--num_threads", "2")
 
 
-def finished_shards(output: Path) -> list[str]:
-    try:
-        return list(json.loads((output / "manifest.json").read_text())["shards"])
-    except (FileNotFoundError, ValueError):
-        return []
-
-
 def test_resume_after_kill_is_byte_identical(sample, tmp_path: Path) -> None:
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     run_build_cli(*sample_args(sample, reference, *SLOW))
 
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "build_imagenet_data.py"), *map(str, sample_args(sample, interrupted, *SLOW))],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not any(name.startswith("train") for name in finished_shards(interrupted)):
-        assert process.poll() is None, "the build ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    done_at_kill = finished_shards(interrupted)
+    done_at_kill = kill_build_after_first_train_shard(sample_args(sample, interrupted, *SLOW), interrupted)
     assert 0 < len(done_at_kill) < 12, "kill should land while shards are still being written"
     assert [p for p in interrupted.iterdir() if p.name.endswith(".tmp")], "a shard was being written"
 

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 from scipy.io import loadmat
 
-from conftest import REPO, run_build_cli, sample_args, shard_digests
+from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args, shard_digests
 from ilsvrc_archives import make_kaggle_tree, tar_bytes
 from imagenet_tfrecords import tar_index
 from imagenet_tfrecords.generate import Answers, build_arguments, build_parser
 from imagenet_tfrecords.labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_wnids
 from imagenet_tfrecords.sample import SAMPLE_WNIDS, SampleTarballs, make_sample_tarballs
-from test_resume import SLOW, finished_shards
+from test_resume import SLOW
 
 SHARDS = ("--train_shards", "4", "--validation_shards", "2")
 
@@ -186,16 +182,7 @@ def test_resume_after_kill_from_tars_reuses_the_index(sample, tarballs, tmp_path
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     run_build_cli(*sample_args(sample, reference, *SLOW))
     args = [*tar_args(tarballs, interrupted), *SLOW]
-    process = subprocess.Popen([sys.executable, str(REPO / "build_imagenet_data.py"), *map(str, args)], cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not any(name.startswith("train") for name in finished_shards(interrupted)):
-        assert process.poll() is None, "the build ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    done_at_kill = finished_shards(interrupted)
+    done_at_kill = kill_build_after_first_train_shard(args, interrupted)
     assert 0 < len(done_at_kill) < 12
     kept = {p.name: p.stat().st_mtime_ns for p in (interrupted / ".tar_index").iterdir()}
     assert len(kept) == 3  # train and validation indexes, bounding boxes
