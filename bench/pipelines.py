@@ -37,15 +37,21 @@ def run_ours(files: list[str], config: dict, output: Path) -> None:
 
 def run_tf(files: list[str], config: dict, output: Path) -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import numpy as np
     import tensorflow as tf
     from PIL import Image
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    decode = tf.function(lambda data: tf.io.decode_image(data, channels=3, expand_animations=False))
-    resize = tf.function(lambda image, size: tf.image.resize(image, size, method="bilinear"))
-    encode = tf.function(lambda image: tf.io.encode_jpeg(tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
-                                                         quality=config["jpeg_q"]))
+    # Graph functions with shape-free signatures: traced once, as the seed's tf.Session graph was.
+    decode = tf.function(lambda data: tf.io.decode_image(data, channels=3, expand_animations=False),
+                         input_signature=[tf.TensorSpec([], tf.string)])
+    resize = tf.function(lambda image, size: tf.image.resize(image, size, method="bilinear"),
+                         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32)])
+    encode = tf.function(
+        lambda image: tf.io.encode_jpeg(tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
+                                        quality=config["jpeg_q"]),
+        input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
 
     def feature(value):
         if isinstance(value, bytes):
@@ -56,16 +62,14 @@ def run_tf(files: list[str], config: dict, output: Path) -> None:
         for path in files:
             data = open(path, "rb").read()
             try:
-                image = decode(data)
+                image = decode(tf.constant(data))
             except tf.errors.InvalidArgumentError:  # CMYK: the seed special-cased these by name
-                image = tf.constant(__import__("numpy").asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+                image = tf.constant(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
             height, width = int(image.shape[0]), int(image.shape[1])
             if config["resize"]:
                 geometry = geometry_for(width, height, config)
-                left, top, right, bottom = geometry.region
-                scaled = (round(geometry.height / (bottom - top)), round(geometry.width / (right - left)))
-                resized = resize(image, scaled)
-                y0, x0 = (scaled[0] - geometry.height) // 2, (scaled[1] - geometry.width) // 2
+                resized = resize(image, tf.constant((geometry.scaled_height, geometry.scaled_width), tf.int32))
+                y0, x0 = geometry.top, geometry.left
                 encoded = encode(resized[y0:y0 + geometry.height, x0:x0 + geometry.width]).numpy()
                 height, width = geometry.height, geometry.width
             else:

@@ -78,4 +78,7 @@ def read_jpeg_header(data: bytes) -> JpegHeader | None:
 
 def ends_cleanly(data: bytes) -> bool:
     """The JPEG ends with its end-of-image marker (trailing zero padding allowed)."""
-    return data.rstrip(b"\x00").endswith(_JPEG_END)
+    end = len(data)
+    while end and data[end - 1] == 0:  # without copying the image, as rstrip would
+        end -= 1
+    return data[end - 2 : end] == _JPEG_END

@@ -15,7 +15,7 @@ from .errors import BadImageError
 from .formats import JpegHeader, ends_cleanly, read_jpeg_header, sniff_format
 from .labels import Box
 from .pixels import dct_scale, decode_rgb, encode_jpeg
-from .resize import RESAMPLERS, ResizeMode, ResizeQuality, crop_boxes, crop_pixels, plan_geometry, resample
+from .resize import RESAMPLERS, ResizeMode, ResizeQuality, crop_boxes, plan_geometry, resample
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ def _resized(data: bytes, path: str, header: JpegHeader | None, boxes: tuple[Box
     pixels = decode_rgb(data, path, header, scale)
     if header is None or header.width <= 0 or header.height <= 0:
         geometry = plan_geometry(pixels.shape[1], pixels.shape[0], options.mode, options.width, options.height)
-    pixels, region = crop_pixels(pixels, geometry.region)
-    pixels = resample(pixels, geometry.width, geometry.height, resampler)
-    return StoredImage(encode_jpeg(pixels, options.jpeg_quality), geometry.height, geometry.width, crop_boxes(boxes, region))
+    pixels = resample(pixels, geometry, resampler)
+    return StoredImage(encode_jpeg(pixels, options.jpeg_quality), geometry.height, geometry.width,
+                       crop_boxes(boxes, geometry.region))
 
 
 def prepare_image(data: bytes, path: str, boxes: tuple[Box, ...], options: ImageOptions) -> StoredImage:
