@@ -43,15 +43,37 @@ def run_tf(files: list[str], config: dict, output: Path) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    # Graph functions with shape-free signatures: traced once, as the seed's tf.Session graph was.
-    decode = tf.function(lambda data: tf.io.decode_image(data, channels=3, expand_animations=False),
-                         input_signature=[tf.TensorSpec([], tf.string)])
-    resize = tf.function(lambda image, size: tf.image.resize(image, size, method="bilinear"),
-                         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8), tf.TensorSpec([2], tf.int32)])
-    encode = tf.function(
-        lambda image: tf.io.encode_jpeg(tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
-                                        quality=config["jpeg_q"]),
-        input_signature=[tf.TensorSpec([None, None, 3], tf.float32)])
+    mode, target_height, target_width = config["mode"], config["height"], config["width"]
+
+    def geometry(shape):
+        """The resize size and crop window of resize.plan_geometry, in TensorFlow ops."""
+        height, width = tf.cast(shape[0], tf.float64), tf.cast(shape[1], tf.float64)
+        if mode == "stretch":
+            return tf.constant(target_height), tf.constant(target_width), 0, 0, target_height, target_width
+        scale = tf.maximum(target_width / width, target_height / height)
+        scaled_height = tf.maximum(target_height, tf.cast(tf.round(height * scale), tf.int32))
+        scaled_width = tf.maximum(target_width, tf.cast(tf.round(width * scale), tf.int32))
+        if mode == "shorter_side":
+            return scaled_height, scaled_width, 0, 0, scaled_height, scaled_width
+        return (scaled_height, scaled_width, (scaled_height - target_height) // 2,
+                (scaled_width - target_width) // 2, target_height, target_width)
+
+    # One graph per image, traced once for any input shape, as the seed's tf.Session graph was.
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    def resize_encode(image):
+        scaled_height, scaled_width, top, left, height, width = geometry(tf.shape(image))
+        resized = tf.image.resize(image, tf.stack([scaled_height, scaled_width]), method="bilinear")
+        cropped = tf.image.crop_to_bounding_box(resized, top, left, height, width)
+        return tf.io.encode_jpeg(tf.cast(tf.clip_by_value(tf.round(cropped), 0, 255), tf.uint8),
+                                 quality=config["jpeg_q"]), tf.shape(cropped)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def decode_resize_encode(data):
+        return resize_encode(tf.io.decode_jpeg(data, channels=3))
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def decoded_shape(data):
+        return tf.shape(tf.io.decode_jpeg(data, channels=3))
 
     def feature(value):
         if isinstance(value, bytes):
@@ -62,18 +84,15 @@ def run_tf(files: list[str], config: dict, output: Path) -> None:
         for path in files:
             data = open(path, "rb").read()
             try:
-                image = decode(tf.constant(data))
-            except tf.errors.InvalidArgumentError:  # CMYK: the seed special-cased these by name
-                image = tf.constant(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
-            height, width = int(image.shape[0]), int(image.shape[1])
-            if config["resize"]:
-                geometry = geometry_for(width, height, config)
-                resized = resize(image, tf.constant((geometry.scaled_height, geometry.scaled_width), tf.int32))
-                y0, x0 = geometry.top, geometry.left
-                encoded = encode(resized[y0:y0 + geometry.height, x0:x0 + geometry.width]).numpy()
-                height, width = geometry.height, geometry.width
-            else:
-                encoded = data
+                if config["resize"]:
+                    encoded, shape = decode_resize_encode(tf.constant(data))
+                else:  # the seed decoded every image to learn its size
+                    encoded, shape = tf.constant(data), decoded_shape(tf.constant(data))
+            except tf.errors.InvalidArgumentError:  # CMYK or PNG: the seed special-cased these by name
+                pixels = tf.constant(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+                encoded, shape = resize_encode(pixels) if config["resize"] else (tf.constant(data), tf.shape(pixels))
+            encoded = encoded.numpy()
+            height, width = int(shape[0]), int(shape[1])
             example = tf.train.Example(features=tf.train.Features(feature={
                 "image/encoded": feature(encoded), "image/height": feature(height), "image/width": feature(width),
                 "image/filename": feature(os.path.basename(path).encode()), "image/class/label": feature(1),

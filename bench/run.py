@@ -174,9 +174,9 @@ def timed_build(command: list[str]) -> tuple[float, float]:
     return time.perf_counter() - started, peak / 2**20
 
 
-def measure_scaling(base: Path, count: int, work: Path) -> dict:
+def measure_scaling(base: Path, count: int, replicas: Path, work: Path) -> dict:
     """Whole resize builds (default quality) with 1 and 2 worker processes, and a 2-process copy build."""
-    train = replicate(base, work / f"replica{count}", count)
+    train = replicate(base, replicas / f"x{count}", count)
     seconds = {}
     for name, workers, extra in (("1", 1, ["--resize_images"]), ("2", 2, ["--resize_images"]), ("copy", 2, [])):
         output = work / f"scaling{name}"
@@ -191,10 +191,10 @@ def measure_scaling(base: Path, count: int, work: Path) -> dict:
     }
 
 
-def measure_rss(base: Path, sizes: list[int], work: Path) -> dict:
+def measure_rss(base: Path, sizes: list[int], replicas: Path, work: Path) -> dict:
     results = {}
     for size in sizes:
-        train = replicate(base, work / f"replica{size}", size)
+        train = replicate(base, replicas / f"x{size}", size)
         output = work / f"rss{size}"
         shutil.rmtree(output, ignore_errors=True)
         seconds, peak = timed_build(build_cli(train, output, 2, "--resize_images"))
@@ -245,8 +245,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-", dir=scratch_root) as scratch:
         work = Path(scratch)
         per_core = measure_per_core(files, args.rounds, work)
-        scaling = measure_scaling(train, rss_sizes[0], work)
-        rss = measure_rss(train, rss_sizes, work)
+        replicas = args.corpus_dir / f"c{args.images}-replicas"  # hard links: beside the corpus
+        scaling = measure_scaling(train, rss_sizes[0], replicas, work)
+        rss = measure_rss(train, rss_sizes, replicas, work)
     report = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0)),
                     "python": platform.python_version()},

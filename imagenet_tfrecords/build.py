@@ -161,6 +161,7 @@ def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -
     if config.scheduler is not None:
         from .engines.dask import run_dask  # optional extra: only imported when asked for
 
+        log.info("running the shard workers on the Dask cluster at %s (--num_threads is not used)", config.scheduler)
         return run_dask(specs, config.scheduler, config.skip_bad_images)
     return run_local(specs, min(config.num_workers, max(pending, 1)), config.skip_bad_images)
 

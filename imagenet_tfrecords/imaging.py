@@ -61,7 +61,7 @@ def _resized(data: bytes, path: str, header: JpegHeader | None, boxes: tuple[Box
             round(header.width * resampler.dct_margin * geometry.width / kept_width),
             round(header.height * resampler.dct_margin * geometry.height / kept_height),
         )
-    pixels = decode_rgb(data, path, header, scale)
+    pixels = decode_rgb(data, path, header, scale, resampler.fast_dct, resampler.fast_upsample)
     if header is None or header.width <= 0 or header.height <= 0:
         geometry = plan_geometry(pixels.shape[1], pixels.shape[0], options.mode, options.width, options.height)
     pixels = resample(pixels, geometry, resampler)

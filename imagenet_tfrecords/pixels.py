@@ -1,8 +1,10 @@
 """Decode any image file to RGB pixels (a numpy array) and encode RGB pixels as JPEG.
 
 JPEGs go through libjpeg-turbo via simplejpeg, optionally scaled down by a power of two in
-the DCT (much faster than a full decode and free of the artefacts of libjpeg's 3/4, 5/8...
-scales). CMYK/YCCK JPEGs, other formats and JPEGs simplejpeg refuses go through Pillow.
+the DCT (much faster than a full decode). Power-of-two scales keep the geometry simple: a
+scaled decode is ceil(size / scale) pixels, and resizing it as if it covered the whole image
+is off by less than one decoded pixel (libjpeg's 3/8, 3/4... scales drift further). CMYK/YCCK
+JPEGs, other formats and JPEGs simplejpeg refuses go through Pillow.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def _pillow_rgb(data: bytes, path: str, scale: int) -> np.ndarray:
     return np.asarray(image)
 
 
-def decode_rgb(data: bytes, path: str, header: JpegHeader | None, scale: int = 1) -> np.ndarray:
+def decode_rgb(data: bytes, path: str, header: JpegHeader | None, scale: int = 1,
+               fast_dct: bool = False, fast_upsample: bool = False) -> np.ndarray:
     """H x W x 3 uint8 RGB pixels, reduced by `scale` (a DCT_SCALES value) for JPEGs.
 
     A truncated or corrupt file raises BadImageError naming `path`.
@@ -56,7 +59,7 @@ def decode_rgb(data: bytes, path: str, header: JpegHeader | None, scale: int = 1
     if header is not None and header.components in (1, 3):
         try:
             return simplejpeg.decode_jpeg(
-                data, colorspace="RGB",
+                data, colorspace="RGB", fastdct=fast_dct, fastupsample=fast_upsample,
                 min_height=math.ceil(header.height / scale), min_width=math.ceil(header.width / scale),
             )
         except ValueError:
