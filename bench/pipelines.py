@@ -92,7 +92,7 @@ def run_tf(files: list[str], config: dict, output: Path) -> None:
                 pixels = tf.constant(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
                 encoded, shape = resize_encode(pixels) if config["resize"] else (tf.constant(data), tf.shape(pixels))
             encoded = encoded.numpy()
-            height, width = int(shape[0]), int(shape[1])
+            height, width = shape.numpy().tolist()[:2]
             example = tf.train.Example(features=tf.train.Features(feature={
                 "image/encoded": feature(encoded), "image/height": feature(height), "image/width": feature(width),
                 "image/filename": feature(os.path.basename(path).encode()), "image/class/label": feature(1),

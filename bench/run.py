@@ -174,32 +174,29 @@ def timed_build(command: list[str]) -> tuple[float, float]:
     return time.perf_counter() - started, peak / 2**20
 
 
-def measure_scaling(base: Path, count: int, replicas: Path, work: Path) -> dict:
-    """Whole resize builds (default quality) with 1 and 2 worker processes, and a 2-process copy build."""
-    train = replicate(base, replicas / f"x{count}", count)
-    seconds = {}
-    for name, workers, extra in (("1", 1, ["--resize_images"]), ("2", 2, ["--resize_images"]), ("copy", 2, [])):
-        output = work / f"scaling{name}"
-        shutil.rmtree(output, ignore_errors=True)
-        seconds[name], _ = timed_build(build_cli(train, output, workers, *extra))
-    return {
-        "images": count,
-        "images_per_s_1_process": round(count / seconds["1"], 1),
-        "images_per_s_2_processes": round(count / seconds["2"], 1),
-        "speedup": round(seconds["1"] / seconds["2"], 2),
-        "copy_build_images_per_s_2_processes": round(count / seconds["copy"], 1),
-    }
-
-
-def measure_rss(base: Path, sizes: list[int], replicas: Path, work: Path) -> dict:
-    results = {}
+def measure_builds(base: Path, sizes: list[int], replicas: Path, work: Path) -> tuple[dict, dict]:
+    """Whole builds of trees of `sizes` images: peak RSS of 2-process resize builds at each size, and
+    1 -> 2 process scaling (and a 2-process copy build) at the largest, where start-up costs least."""
+    rss, seconds = {}, {}
     for size in sizes:
         train = replicate(base, replicas / f"x{size}", size)
         output = work / f"rss{size}"
-        shutil.rmtree(output, ignore_errors=True)
-        seconds, peak = timed_build(build_cli(train, output, 2, "--resize_images"))
-        results[str(size)] = {"peak_rss_mib": round(peak, 1), "seconds": round(seconds, 1)}
-    return results
+        elapsed, peak = timed_build(build_cli(train, output, 2, "--resize_images"))
+        shutil.rmtree(output)
+        rss[str(size)] = {"peak_rss_mib": round(peak, 1), "seconds": round(elapsed, 1)}
+        seconds["2"] = elapsed
+    for name, workers, extra in (("1", 1, ["--resize_images"]), ("copy", 2, [])):
+        output = work / f"scaling{name}"
+        seconds[name], _ = timed_build(build_cli(train, output, workers, *extra))
+        shutil.rmtree(output)
+    scaling = {
+        "images": size,
+        "images_per_s_1_process": round(size / seconds["1"], 1),
+        "images_per_s_2_processes": round(size / seconds["2"], 1),
+        "speedup": round(seconds["1"] / seconds["2"], 2),
+        "copy_build_images_per_s_2_processes": round(size / seconds["copy"], 1),
+    }
+    return scaling, rss
 
 
 def targets(per_core: dict, scaling: dict, rss: dict) -> dict:
@@ -246,8 +243,7 @@ def main() -> None:
         work = Path(scratch)
         per_core = measure_per_core(files, args.rounds, work)
         replicas = args.corpus_dir / f"c{args.images}-replicas"  # hard links: beside the corpus
-        scaling = measure_scaling(train, rss_sizes[0], replicas, work)
-        rss = measure_rss(train, rss_sizes, replicas, work)
+        scaling, rss = measure_builds(train, rss_sizes, replicas, work)
     report = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": len(os.sched_getaffinity(0)),
                     "python": platform.python_version()},

@@ -1,10 +1,10 @@
 """Decode any image file to RGB pixels (a numpy array) and encode RGB pixels as JPEG.
 
 JPEGs go through libjpeg-turbo via simplejpeg, optionally scaled down by a power of two in
-the DCT (much faster than a full decode). Power-of-two scales keep the geometry simple: a
-scaled decode is ceil(size / scale) pixels, and resizing it as if it covered the whole image
-is off by less than one decoded pixel (libjpeg's 3/8, 3/4... scales drift further). CMYK/YCCK
-JPEGs, other formats and JPEGs simplejpeg refuses go through Pillow.
+the DCT (much faster than a full decode). libjpeg's other scales (3/8, 3/4, ...) measured
+slower here and worse after resizing. A scaled decode is ceil(size / scale) pixels: resizing
+it as if it covered the whole image is off by under one decoded pixel. CMYK/YCCK JPEGs, other
+formats and JPEGs simplejpeg refuses go through Pillow.
 """
 
 from __future__ import annotations
