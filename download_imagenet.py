@@ -15,7 +15,7 @@ from imagenet_tfrecords.download.fetch import check_base_url
 from imagenet_tfrecords.download.pipeline import DownloadConfig, plan_archives, run
 from imagenet_tfrecords.download.prompts import ask, confirm
 from imagenet_tfrecords.download.unpack import OUTPUTS
-from imagenet_tfrecords.errors import UserError
+from imagenet_tfrecords.errors import run_command
 from imagenet_tfrecords.labels import DEFAULT_VALIDATION_LABELS_FILE
 
 DEFAULT_BASE_URL = "https://image-net.org/data/ILSVRC/2012"
@@ -66,31 +66,28 @@ def _config(args: argparse.Namespace) -> DownloadConfig:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = build_parser().parse_args(argv)
-    try:
-        config = _config(args)
-        tasks = plan_archives(config)
-        if not any(task.pending for task in tasks):
-            print(f"nothing to do: {', '.join(a.name for a in config.archives)} done already in {config.target_dir}")
-            return 0
-        credentials = resolve_credentials(config.base_url, args.user) if any(t.fetch for t in tasks) else None
-        print(f"into {config.target_dir}:")
-        print("\n".join(f"  {task.describe()}" for task in tasks))
-        if not confirm("Go ahead?", args.yes):
-            print("stopped; nothing done")
-            return 1
-        run(config, tasks, credentials)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+def _run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    tasks = plan_archives(config)
+    if not any(task.pending for task in tasks):
+        print(f"nothing to do: {', '.join(a.name for a in config.archives)} done already in {config.target_dir}")
+        return 0
+    credentials = resolve_credentials(config.base_url, args.user) if any(t.fetch for t in tasks) else None
+    print(f"into {config.target_dir}:")
+    print("\n".join(f"  {task.describe()}" for task in tasks))
+    if not confirm("Go ahead?", args.yes):
+        print("stopped; nothing done")
         return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+    run(config, tasks, credentials)
     made = [OUTPUTS[a.key] for a in config.archives] if config.extract else [a.name for a in config.archives]
     print(f"done: {', '.join(made)} in {config.target_dir}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: _run(args))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
-from .errors import UserError
+from .errors import UserError, run_command
 from .imaging import ImageOptions, ResizeMode, ResizeQuality
 from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
 
@@ -178,26 +177,23 @@ def format_summary(summaries: list[SplitSummary], output_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _run(args: argparse.Namespace) -> int:
+    if args.verify is not None:
+        from .verify import verify_command
+
+        return verify_command(args.verify, deep=args.deep, as_json=args.json, num_workers=args.num_threads,
+                              index_dir=args.index_directory)
+    if args.write_index is not None:
+        from .dali_index import write_index_command
+
+        return write_index_command(args.write_index, args.index_directory)
+    config = config_from_args(args)
+    summaries = run_build(config)
+    print(format_summary(summaries, config.output_dir))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
-    try:
-        if args.verify is not None:
-            from .verify import verify_command
-
-            return verify_command(args.verify, deep=args.deep, as_json=args.json, num_workers=args.num_threads,
-                                  index_dir=args.index_directory)
-        if args.write_index is not None:
-            from .dali_index import write_index_command
-
-            return write_index_command(args.write_index, args.index_directory)
-        config = config_from_args(args)
-        summaries = run_build(config)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    print(format_summary(summaries, config.output_dir))
-    return 0
+    return run_command(lambda: _run(args))

@@ -1,5 +1,10 @@
 """Errors a user can cause: each carries one line saying what, where, and what to do."""
 
+import sys
+from collections.abc import Callable
+
+RESUME_HINT = "interrupted; run the same command again to resume"
+
 
 class UserError(Exception):
     """A problem with the input or the flags; the CLI prints it as one line and exits 1."""
@@ -17,3 +22,15 @@ class BadImageError(UserError):
 
     def __reduce__(self):  # keep (path, reason) across process boundaries
         return (BadImageError, (self.path, self.reason))
+
+
+def run_command(body: Callable[[], int], interrupted: str = RESUME_HINT) -> int:
+    """A command's exit code: the body's, or 1 after printing a UserError as one line, or 130 on Ctrl-C."""
+    try:
+        return body()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from . import cli
 from .download.archives import BUILTIN_ARCHIVES
-from .errors import UserError
+from .errors import UserError, run_command
 from .imaging import ResizeMode
 from .memory import GIB, gib, read_memory
 from .prompts import Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory, parse_int_in
@@ -186,20 +186,17 @@ def check_memory(min_free_gib: float, prompter: Prompter) -> None:
             print(f"purge_mem_caches.py: {exc}; going on with the build")
 
 
+def _run(args: argparse.Namespace, build_script: Path) -> int:
+    prompter = Prompter(interactive=sys.stdin.isatty() and not args.yes)
+    answers = ask_answers(args, prompter, os.environ)
+    build_argv = build_arguments(answers, args)
+    if answers.train_dir or answers.tarball("train"):
+        check_memory(args.min_free_gb, prompter)
+    print(f"running: {command_line(build_argv, build_script)}", flush=True)
+    return cli.main(build_argv)
+
+
 def main(argv: list[str] | None, build_script: Path) -> int:
     """Ask, print the command, run the build in this process; the exit code."""
     args = build_parser().parse_args(argv)
-    prompter = Prompter(interactive=sys.stdin.isatty() and not args.yes)
-    try:
-        answers = ask_answers(args, prompter, os.environ)
-        build_argv = build_arguments(answers, args)
-        if answers.train_dir or answers.tarball("train"):
-            check_memory(args.min_free_gb, prompter)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted; nothing was built", file=sys.stderr)
-        return 130
-    print(f"running: {command_line(build_argv, build_script)}", flush=True)
-    return cli.main(build_argv)
+    return run_command(lambda: _run(args, build_script), "\ninterrupted; nothing was built")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from .errors import UserError
+from .errors import UserError, run_command
 from .memory import GIB, container_hint, format_memory_table, gib, knobs, read_memory, uses_sudo, write_knobs
 from .processes import end_processes, find_candidates, format_candidates
 from .prompts import Prompter, Question
@@ -133,14 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     options = PurgeOptions(args.threshold, args.yes, args.dry_run, args.compact, args.force, args.top, args.match)
     prompter = Prompter(interactive=sys.stdin.isatty() and not args.yes and not args.json)
     say = partial(print, file=sys.stderr) if args.json else print
-    try:
+
+    def body() -> int:
         report = purge(options, prompter, say)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(report, indent=2))
-    return 0
+        if args.json:
+            print(json.dumps(report, indent=2))
+        return 0
+
+    return run_command(body, "interrupted")
