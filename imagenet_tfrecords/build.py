@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +113,7 @@ def _scan_validation_tar(tar: Path, config: BuildConfig, classes: ClassTable, wn
     index = index_tar(tar, Path(config.output_dir) / INDEX_DIR, nested=False)
     if not index.names:
         raise UserError(f"{index.path}: the validation tar has no images; pass ILSVRC2012_img_val.tar as --validation_tar")
-    return replace(scan_flat_validation(index.path, classes, index.names, wnids), members=index.members)
+    return scan_flat_validation(index.path, classes, index.names, wnids, index.members)
 
 
 def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:

@@ -80,24 +80,27 @@ def scan_class_tree(root: Path, classes: ClassTable, subdirs: list[str]) -> Spli
     return SplitImages(root, names, np.asarray(labels, dtype=np.int32))
 
 
-def scan_flat_validation(root: Path, classes: ClassTable, images: list[str], validation_wnids: list[str]) -> SplitImages:
+def scan_flat_validation(root: Path, classes: ClassTable, images: list[str], validation_wnids: list[str],
+                         members: np.ndarray | None = None) -> SplitImages:
+    """Label flat ILSVRC validation files (in folder `root`, or archive `root` at `members`) by number."""
     index = classes.index_of()
     labels: list[int] = []
     for name in images:
+        where = f"{root}[{name}]" if members is not None else root / name
         match = FLAT_VALIDATION_NAME.fullmatch(name)
         if not match:
             raise UserError(
-                f"{root / name}: cannot tell the class of a file outside a class folder "
+                f"{where}: cannot tell the class of a file outside a class folder "
                 "(flat validation files are named ILSVRC2012_val_NNNNNNNN.JPEG)"
             )
         number = int(match.group(1))
         if not 1 <= number <= len(validation_wnids):
-            raise UserError(f"{root / name}: the validation label file has no line {number}; pass the right --validation_labels_file")
+            raise UserError(f"{where}: the validation label file has no line {number}; pass the right --validation_labels_file")
         wnid = validation_wnids[number - 1]
         if wnid not in index:
-            raise UserError(f"{root / name}: its validation label {wnid} is not a synset of the labels file")
+            raise UserError(f"{where}: its validation label {wnid} is not a synset of the labels file")
         labels.append(index[wnid])
-    return SplitImages(root, images, np.asarray(labels, dtype=np.int32))
+    return SplitImages(root, images, np.asarray(labels, dtype=np.int32), members)
 
 
 def scan_split(split: str, root: Path, classes: ClassTable, validation_wnids: list[str] | None) -> SplitImages:

@@ -1,0 +1,30 @@
+"""Flat validation files are labelled by number; problems name the file, or the archive member."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imagenet_tfrecords.errors import UserError
+from imagenet_tfrecords.labels import ClassTable
+from imagenet_tfrecords.sources import scan_flat_validation
+
+CLASSES = ClassTable(("n01440764", "n02119789"), ("tench", "kit fox"))
+LABELS = ["n02119789", "n01440764", "n09999999"]
+
+
+def test_flat_validation_is_labelled_by_file_number() -> None:
+    names = ["ILSVRC2012_val_00000001.JPEG", "ILSVRC2012_val_00000002.JPEG"]
+    found = scan_flat_validation(Path("/val"), CLASSES, names, LABELS)
+    assert found.classes.tolist() == [1, 0] and found.members is None
+
+
+@pytest.mark.parametrize("members,where", [(None, "/val/ILSVRC2012_val_00000003.JPEG"),
+                                          (np.zeros((1, 2), np.int64), "/val.tar[ILSVRC2012_val_00000003.JPEG]")])
+def test_an_unknown_label_names_the_file_or_member(members, where: str) -> None:
+    root = Path("/val.tar") if members is not None else Path("/val")
+    with pytest.raises(UserError, match="n09999999 is not a synset") as caught:
+        scan_flat_validation(root, CLASSES, ["ILSVRC2012_val_00000003.JPEG"], LABELS, members)
+    assert str(caught.value).startswith(where + ":")
