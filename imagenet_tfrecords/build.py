@@ -228,6 +228,7 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
             raise UserError(f"{directory}: cannot create the directory ({exc.strerror})") from None
     with exclusive_lock(output_dir):
         manifest = Manifest.open(output_dir, config.manifest_options())
+        manifest.record_index_directory(config.index_dir)
         for directory in directories:
             for name in remove_stale_temporaries(directory):
                 log.info("removed %s, left unfinished by an interrupted run", directory / name)

@@ -90,6 +90,14 @@ class Manifest:
             and (spec.index_dir is None or index_path(spec.index_dir, spec.name).is_file())
         )
 
+    def record_index_directory(self, index_dir: Path | None) -> None:
+        """Where this build writes DALI indexes (None: none), so verification knows to expect them;
+        relative to the output directory when inside it, so a copied build stays consistent."""
+        if index_dir is not None and Path(index_dir).is_relative_to(self.path.parent):
+            index_dir = Path(index_dir).relative_to(self.path.parent)
+        self.data["index_directory"] = str(index_dir) if index_dir is not None else None
+        self.save()
+
     def record_split(self, split: str, images: int, shards: int, classes_present: int, classes_total: int) -> None:
         """What a split was planned as, for verification against the shards on disk."""
         self.data.setdefault("splits", {})[split] = {

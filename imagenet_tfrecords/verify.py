@@ -298,7 +298,14 @@ def _label_range(manifest: dict | None) -> tuple[int, int] | None:
     return offset, offset + max(split["classes_total"] for split in manifest["splits"].values())
 
 
-def _resolve_index_dir(directory: Path, index_dir: Path | None, report: VerifyReport) -> Path | None:
+def _resolve_index_dir(directory: Path, index_dir: Path | None, manifest: dict | None,
+                       report: VerifyReport) -> Path | None:
+    """The index directory asked for, else the one the build recorded, else DIR/idx if present."""
+    if index_dir is None and manifest is not None and "index_directory" in manifest:
+        if manifest["index_directory"] is None:
+            report.notes.append("the build wrote no DALI indexes (--no_index): none checked")
+            return None
+        index_dir = directory / manifest["index_directory"]  # relative, or absolute as recorded
     if index_dir is not None:
         if Path(index_dir).is_dir():
             return Path(index_dir)
@@ -454,7 +461,7 @@ def verify_directory(directory: Path, deep: bool = False, num_workers: int = 1,
         raise UserError(f"{directory}: not a directory; pass the output directory of a build")
     report = VerifyReport(str(directory), None, deep)
     manifest = _load_manifest(directory, report)
-    resolved_index_dir = _resolve_index_dir(directory, index_dir, report)
+    resolved_index_dir = _resolve_index_dir(directory, index_dir, manifest, report)
     report.index_directory = str(resolved_index_dir) if resolved_index_dir else None
     names = sorted(p.name for p in directory.iterdir() if SHARD_NAME.fullmatch(p.name) and p.is_file())
     label_range = _label_range(manifest)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import REPO, run_build_cli
+from conftest import REPO, run_build_cli, sample_args
 from imagenet_tfrecords.dali_index import compute_index, iter_records, open_shard, write_index
 from imagenet_tfrecords.proto.imgrec_example_pb2 import Example
 from imagenet_tfrecords.records import frame_record
@@ -235,3 +235,17 @@ def test_full_imagenet_totals_are_enforced(build: Path) -> None:
         "validation: 20 records; full ImageNet validation has 50000",
         "validation: 5 classes with 4..4 records each; full ImageNet validation has 1000 with 50..50",
     ]
+
+
+def test_a_missing_index_directory_is_a_problem_when_the_build_wrote_one(build: Path) -> None:
+    shutil.rmtree(build / "idx")
+    code, report = verify(build)
+    assert code == 1
+    assert problem_lines(report)[0] == f"{build / 'idx'}: index directory not found"
+
+
+def test_a_build_without_indexes_verifies_without_them(sample, tmp_path: Path) -> None:
+    run_build_cli(*sample_args(sample, tmp_path, "--no_index"))
+    code, report = verify(tmp_path)
+    assert code == 0 and report["index_directory"] is None
+    assert any("no DALI indexes" in note for note in report["notes"])
