@@ -184,6 +184,8 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     if summary.resumed_shards:
         log.info("%s: %d of %d shards already complete, resuming", plan.split, summary.resumed_shards, plan.num_shards)
     progress = SplitProgress(plan.split, len(plan.images), done_images)
+    # Specs are made again, one at a time, as the engine asks: holding them all would hold every
+    # image's metadata (1.28 M items for ImageNet) at once.
     specs = (plan.spec(i, classes, boxes, config.output_dir, config.image, config.index_dir) for i in pending)
     try:
         for result in _run_engine(specs, config, len(pending)):
