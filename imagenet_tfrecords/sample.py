@@ -15,7 +15,8 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageEnhance
+import numpy as np
+from PIL import Image, ImageEnhance
 
 from .errors import UserError
 from .labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels, load_wnids
@@ -76,8 +77,9 @@ def make_photo(photos: list[Image.Image], rng: random.Random, size: tuple[int, i
                    (column + 1) * size[0] // columns, (row + 1) * size[1] // rows)
             canvas.paste(_tile(photos, rng, (box[2] - box[0], box[3] - box[1])), box[:2])
     canvas = ImageEnhance.Brightness(canvas).enhance(rng.uniform(0.8, 1.2))
-    noise = Image.effect_noise(size, rng.uniform(3, 6))  # centred on 128
-    return Image.merge("RGB", [ImageChops.add(band, noise, 1.0, -128) for band in canvas.split()])
+    # Seeded from `rng` (Pillow's effect_noise uses C rand(), which depends on earlier calls).
+    noise = np.random.default_rng(rng.getrandbits(64)).normal(0.0, rng.uniform(3, 6), (size[1], size[0], 1))
+    return Image.fromarray(np.clip(np.asarray(canvas, dtype=np.float32) + noise, 0, 255).round().astype(np.uint8))
 
 
 def _save(image: Image.Image, path: Path, kind: str, rng: random.Random) -> None:
@@ -163,7 +165,6 @@ def _tar_bytes(members: list[tuple[str, bytes]], compress: bool = False) -> byte
 def _meta_mat(wnids: list[str]) -> tuple[bytes, dict[str, int]]:
     """A devkit meta.mat, and its wnid -> ILSVRC2012_ID: the leaf synsets under IDs in a shuffled (not
     sorted-wnid) order, plus a root synset with children, as in the real one."""
-    import numpy as np
     from scipy.io import savemat
 
     shuffled = list(wnids)
