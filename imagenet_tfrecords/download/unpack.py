@@ -76,18 +76,26 @@ def _stream(path: Path) -> Iterator[tarfile.TarFile]:
             yield tar
 
 
+def _members_named(tar: tarfile.TarFile, pattern: re.Pattern[str], archive: str,
+                   expected: str) -> Iterator[tuple[tarfile.TarInfo, Path, re.Match[str]]]:
+    """Safe members whose file name matches `pattern`, with their path and match; others are skipped
+    with a warning (unsafe ones by safe_path, misnamed ones here)."""
+    for member in tar:
+        relative = safe_path(member, archive)
+        if relative is None:
+            continue
+        match = pattern.fullmatch(relative.name)
+        if not match:
+            log.warning("%s: skipped %s (not %s)", archive, member.name, expected)
+            continue
+        yield member, relative, match
+
+
 def unpack_train(path: Path, target: Path, options: UnpackOptions) -> None:
     """The tar of per-class tars -> train/<wnid>/<image>, each inner tar streamed from the outer one."""
     root, classes, images = target / OUTPUTS["train"], 0, 0
     with _stream(path) as outer:
-        for member in outer:
-            relative = safe_path(member, path.name)
-            if relative is None:
-                continue
-            match = TRAIN_MEMBER.fullmatch(relative.name)
-            if not match:
-                log.warning("%s: skipped %s (not a <wnid>.tar)", path.name, member.name)
-                continue
+        for member, _, match in _members_named(outer, TRAIN_MEMBER, path.name, "a <wnid>.tar"):
             label = f"{path.name}:{member.name}"
             with tarfile.open(fileobj=outer.extractfile(member), mode="r|") as inner:
                 for item in inner:
@@ -103,14 +111,8 @@ def unpack_validation(path: Path, target: Path, options: UnpackOptions) -> None:
     """The flat validation tar -> validation/<wnid>/<image> by the label file, or validation/<image>."""
     root, labels, images = target / OUTPUTS["val"], options.validation_labels, 0
     with _stream(path) as tar:
-        for member in tar:
-            relative = safe_path(member, path.name)
-            if relative is None:
-                continue
-            match = VALIDATION_MEMBER.fullmatch(relative.name)
-            if not match:
-                log.warning("%s: skipped %s (not ILSVRC2012_val_NNNNNNNN.JPEG)", path.name, member.name)
-                continue
+        for member, relative, match in _members_named(tar, VALIDATION_MEMBER, path.name,
+                                                      "ILSVRC2012_val_NNNNNNNN.JPEG"):
             if options.flat_validation:
                 dest = root / relative.name
             else:
