@@ -144,7 +144,7 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
         else:
             images = _scan_validation_tar(tar, config, classes, validation_wnids)
         check_agreement(sources, images.names)
-        present = int((images.class_counts(len(classes.wnids)) > 0).sum())
+        present = images.classes_present(len(classes.wnids))
         if present < len(classes.wnids):
             log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))
         plans.append(plan_split(split, images, shards))
@@ -169,8 +169,8 @@ def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -
 def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxes: dict[str, list[Box]], manifest: Manifest) -> SplitSummary:
     started = time.monotonic()
     summary = SplitSummary(plan.split, len(plan.images), plan.num_shards)
-    present = int((plan.images.class_counts(len(classes.wnids)) > 0).sum())
-    manifest.record_split(plan.split, len(plan.images), plan.num_shards, present, len(classes.wnids))
+    manifest.record_split(plan.split, len(plan.images), plan.num_shards,
+                          plan.images.classes_present(len(classes.wnids)), len(classes.wnids))
     sizes = plan.shard_sizes()
     pending = []
     done_images = 0

@@ -36,8 +36,9 @@ class SplitImages:
     def __len__(self) -> int:
         return len(self.names)
 
-    def class_counts(self, num_classes: int) -> np.ndarray:
-        return np.bincount(self.classes, minlength=num_classes)
+    def classes_present(self, num_classes: int) -> int:
+        """How many of the labels file's classes have at least one image."""
+        return int((np.bincount(self.classes, minlength=num_classes) > 0).sum())
 
 
 def _is_hidden(name: str) -> bool:
