@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
 from .errors import UserError, run_command
 from .imaging import ImageOptions, ResizeMode, ResizeQuality
 from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
+from .pool import available_cpus
 
 log = logging.getLogger("imagenet_tfrecords")
 
 SAMPLE_SHARDS = {"train": 4, "validation": 2}
-
-
-def _cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _positive(text: str) -> int:
@@ -64,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards = parser.add_argument_group("sharding and workers")
     shards.add_argument("--train_shards", type=_positive, help="number of train shards (default 1024)")
     shards.add_argument("--validation_shards", type=_positive, help="number of validation shards (default 128)")
-    shards.add_argument("--num_threads", type=_positive, default=_cpu_count(),
+    shards.add_argument("--num_threads", type=_positive, default=available_cpus(),
                         help="worker processes (default: CPU count); the output does not depend on it")
     labels = parser.add_argument_group("labels")
     labels.add_argument("--labels_file", type=Path, default=DEFAULT_LABELS_FILE,

@@ -14,11 +14,9 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +25,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from .dali_index import FramingError, iter_records, open_shard, parse_index
-from .errors import UserError
+from .errors import UserError, run_command
+from .pool import available_cpus, map_unordered
 from .manifest import MANIFEST_NAME, SHARD_NAME
 from .proto.imgrec_example_pb2 import Example
 from .shard import index_path
@@ -436,18 +435,10 @@ def _check_label_consistency(shards: list[ShardReport], report: VerifyReport) ->
             report.problem(f"synset {synset}", f"has labels {sorted(labels)}")
 
 
-def _run_workers(jobs: list[ShardJob], num_workers: int) -> Iterator[ShardReport]:
-    if num_workers <= 1 or len(jobs) <= 1:
-        yield from map(check_shard, jobs)
-        return
-    with multiprocessing.get_context("spawn").Pool(min(num_workers, len(jobs))) as pool:
-        yield from pool.imap_unordered(check_shard, jobs)
-
-
 def _check_shards(jobs: list[ShardJob], num_workers: int) -> list[ShardReport]:
     reports = []
     with tqdm(total=len(jobs), unit="shard", desc="verify", disable=not sys.stderr.isatty()) as bar:
-        for shard in _run_workers(jobs, num_workers):
+        for shard in map_unordered(check_shard, jobs, min(num_workers, len(jobs))):
             reports.append(shard)
             bar.update()
     return sorted(reports, key=lambda s: s.name)
@@ -545,7 +536,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("directory", type=Path, help="the build's output directory")
     parser.add_argument("--deep", action="store_true", help="also decode every image")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--num_threads", type=int, default=multiprocessing.cpu_count(), help="worker processes")
+    parser.add_argument("--num_threads", type=int, default=available_cpus(), help="worker processes")
     parser.add_argument("--index_directory", type=Path, help="where the DALI index files are (default DIR/idx)")
     return parser
 
@@ -553,11 +544,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = _parser().parse_args(argv)
-    try:
-        return verify_command(args.directory, args.deep, args.json, args.num_threads, args.index_directory)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(lambda: verify_command(args.directory, args.deep, args.json, args.num_threads,
+                                              args.index_directory))
 
 
 if __name__ == "__main__":
