@@ -1,8 +1,9 @@
 """One bench measurement in its own process, pinned to one core: run a pipeline over a file list.
 
 Usage: python bench/pipelines.py CONFIG_JSON FILE_LIST OUTPUT. Prints {"seconds", "images", "bytes"}.
-Pipelines: "ours" (the project's shard worker), "tf" (TensorFlow ops, the seed's way), "pillow"
-(plain Pillow: full decode, Lanczos, save), "read" (just read the files).
+Pipelines: "ours" (the project's shard worker; in copy mode with its decode check unless
+"decode_check" is false), "tf" (TensorFlow ops, the seed's way), "pillow" (plain Pillow: full
+decode, Lanczos, save), "read" (just read the files).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def run_ours(files: list[str], config: dict, output: Path) -> None:
     from imagenet_tfrecords.shard import write_shard
 
     options = ImageOptions(config["resize"], config["height"], config["width"], ResizeMode(config["mode"]),
-                           config["jpeg_q"], ResizeQuality(config["quality"]))
+                           config["jpeg_q"], ResizeQuality(config["quality"]),
+                           decode_check=config.get("decode_check", True))
     items = tuple(ShardItem(f, os.path.basename(f), 1, "n00000000", "bench") for f in files)
     write_shard(ShardSpec("train", 0, 1, str(output.parent), options, items, None))
     os.replace(output.parent / "train-00000-of-00001", output)

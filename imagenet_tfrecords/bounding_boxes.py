@@ -14,7 +14,7 @@ import posixpath
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from .errors import UserError
+from .atomic import write_atomically
 from .labels import Box
 
 
@@ -69,11 +69,5 @@ def csv_line(image: str, box: Box) -> str:
 def write_bounding_box_csv(path: os.PathLike, rows: Iterable[tuple[str, Box]]) -> int:
     """Write sorted `<image>,<xmin>,<ymin>,<xmax>,<ymax>` lines atomically; returns the number of boxes."""
     lines = sorted(csv_line(image, box) for image, box in rows)
-    temporary = f"{os.fspath(path)}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.writelines(line + "\n" for line in lines)
-        os.replace(temporary, path)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot write the bounding box CSV ({exc.strerror})") from None
+    write_atomically(path, "".join(line + "\n" for line in lines), "the bounding box CSV")
     return len(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 from . import kaggle
 from .devkit import LabelSource, check_agreement, load_devkit_labels, merged_labels
 from .engines.local import run_local
-from .errors import UserError
+from .errors import UserError, printable
 from .imaging import ImageOptions
 from .labels import (
     DEFAULT_LABELS_FILE,
@@ -25,16 +26,15 @@ from .labels import (
     load_class_table,
     load_validation_labels,
 )
-from .manifest import Manifest, exclusive_lock, remove_stale_temporaries
-from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split, shard_name
+from .atomic import write_atomically
+from .manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, remove_stale_temporaries
+from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
-from .shard import BadImage, ShardResult, index_path, temporary_path
-from .sources import SplitImages, scan_flat_validation, scan_split
+from .shard import BadImage, ShardResult
+from .sources import Ignored, SplitImages, scan_flat_validation, scan_split, warn_ignored
 from .tar_index import INDEX_DIR, index_tar, load_bounding_box_tar
 
 log = logging.getLogger(__name__)
-
-BAD_IMAGES_REPORT = "bad_images.tsv"
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ class SplitSummary:
     written: int = 0
     bad_images: list[BadImage] = field(default_factory=list)
     seconds: float = 0.0
+    ignored: Ignored = Ignored()  # what the scan found beside the images and did not take
 
 
 def _validation_sources(config: BuildConfig, kaggle_root: Path | None) -> list[LabelSource]:
@@ -104,16 +105,20 @@ def _scan_train_tar(tar: Path, config: BuildConfig, classes: ClassTable) -> Spli
     for name in index.names:
         wnid = name.split("/", 1)[0]
         if wnid not in lookup:
-            raise UserError(f"{index.path}[{wnid}.tar]: not a synset of the labels file; pass a --labels_file that lists it")
+            raise UserError(f"{printable(index.path)}[{wnid}.tar]: not a synset of the labels file; "
+                            "pass a --labels_file that lists it")
         labels.append(lookup[wnid])
-    return SplitImages(index.path, index.names, np.asarray(labels, dtype=np.int32), index.members)
+    return SplitImages(index.path, index.names, np.asarray(labels, dtype=np.int32), index.members,
+                       Ignored.of(index.ignored, index.path, True))
 
 
 def _scan_validation_tar(tar: Path, config: BuildConfig, classes: ClassTable, wnids: list[str]) -> SplitImages:
     index = index_tar(tar, Path(config.output_dir) / INDEX_DIR, nested=False)
     if not index.names:
-        raise UserError(f"{index.path}: the validation tar has no images; pass ILSVRC2012_img_val.tar as --validation_tar")
-    return scan_flat_validation(index.path, classes, index.names, wnids, index.members)
+        raise UserError(f"{printable(index.path)}: the validation tar has no images; "
+                        "pass ILSVRC2012_img_val.tar as --validation_tar")
+    return scan_flat_validation(index.path, classes, index.names, wnids, index.members,
+                                Ignored.of(index.ignored, index.path, True))
 
 
 def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
@@ -143,7 +148,8 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
             images = _scan_train_tar(tar, config, classes)
         else:
             images = _scan_validation_tar(tar, config, classes, validation_wnids)
-        check_agreement(sources, images.names)
+        warn_ignored(split, images)
+        check_agreement(sources, images)
         present = images.classes_present(len(classes.wnids))
         if present < len(classes.wnids):
             log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))
@@ -168,37 +174,33 @@ def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -
 
 def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxes: dict[str, list[Box]], manifest: Manifest) -> SplitSummary:
     started = time.monotonic()
-    summary = SplitSummary(plan.split, len(plan.images), plan.num_shards)
+    summary = SplitSummary(plan.split, len(plan.images), plan.num_shards, ignored=plan.images.ignored)
     manifest.record_split(plan.split, len(plan.images), plan.num_shards,
                           plan.images.classes_present(len(classes.wnids)), len(classes.wnids))
     sizes = plan.shard_sizes()
-    pending = []
+    pending: list[tuple[int, np.ndarray]] = []  # shard index, its files' stamps (16 bytes an image)
     done_images = 0
     for spec_index in range(plan.num_shards):
-        spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image, config.index_dir)
-        if manifest.is_complete(spec):
+        stamps = plan.stamps(spec_index)  # one stat per file; kept so the engine's spec needs none
+        spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image, config.index_dir, stamps)
+        if manifest.is_complete(spec, config.skip_bad_images):
             summary.resumed_shards += 1
             done_images += sizes[spec_index]
         else:
-            pending.append(spec_index)
+            pending.append((spec_index, stamps))
     if summary.resumed_shards:
         log.info("%s: %d of %d shards already complete, resuming", plan.split, summary.resumed_shards, plan.num_shards)
     progress = SplitProgress(plan.split, len(plan.images), done_images)
     # Specs are made again, one at a time, as the engine asks: holding them all would hold every
     # image's metadata (1.28 M items for ImageNet) at once.
-    specs = (plan.spec(i, classes, boxes, config.output_dir, config.image, config.index_dir) for i in pending)
+    specs = (plan.spec(i, classes, boxes, config.output_dir, config.image, config.index_dir, stamps)
+             for i, stamps in pending)
     try:
-        for result in _run_engine(specs, config, len(pending)):
-            manifest.record(result)
-            summary.written += result.records
-            progress.advance(sizes[result.index])
-    except BaseException:
-        for index in pending:  # workers stopped early leave temporaries behind
-            name = shard_name(plan.split, index, plan.num_shards)
-            temporary_path(Path(config.output_dir) / name).unlink(missing_ok=True)
-            if config.index_dir is not None:
-                temporary_path(index_path(config.index_dir, name)).unlink(missing_ok=True)
-        raise
+        with closing(_run_engine(specs, config, len(pending))) as results:  # closed: workers stop on an error
+            for result in results:
+                manifest.record(result)
+                summary.written += result.records
+                progress.advance(sizes[result.index])
     finally:
         progress.close()
     summary.bad_images = manifest.bad_images(plan.split)
@@ -206,34 +208,44 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     return summary
 
 
-def _write_bad_image_report(output_dir: Path, summaries: list[SplitSummary]) -> None:
+def _write_bad_image_report(output_dir: Path, manifest: Manifest) -> None:
+    """bad_images.tsv: every image left out of the directory's shards, of every split built into it."""
     report = output_dir / BAD_IMAGES_REPORT
-    bad = [(s.split, b) for s in summaries for b in s.bad_images]
-    if not bad:
+    rows = sorted((split, bad.path, bad.reason) for split in manifest.splits for bad in manifest.bad_images(split))
+    if not rows:
         report.unlink(missing_ok=True)
         return
-    lines = ["split\tpath\treason"] + [f"{split}\t{b.path}\t{b.reason}" for split, b in sorted(bad, key=lambda x: x[1].path)]
-    report.write_text("\n".join(lines) + "\n")
+    lines = [("split", "path", "reason"), *rows]
+    text = "".join("\t".join(map(_tsv_field, row)) + "\n" for row in lines)
+    write_atomically(report, text, "the bad image report")
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _tsv_field(value: str) -> str:
+    """A field of a tab-separated row: backslash, tab and line breaks escaped (a name may hold them);
+    other bytes, UTF-8 or not, kept as the file system gives them."""
+    return value.translate(_TSV_ESCAPES)
 
 
 def run_build(config: BuildConfig) -> list[SplitSummary]:
     """Build every requested split into `config.output_dir`; resumes an interrupted build."""
     classes = load_class_table(config.labels_file, config.metadata_file, config.label_offset)
-    boxes = _load_boxes(config, classes)
-    plans = _scan_and_plan(config, classes)
     output_dir = Path(config.output_dir)
     directories = [output_dir] + ([Path(config.index_dir)] if config.index_dir is not None else [])
-    for directory in directories:
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"{directory}: cannot create the directory ({exc.strerror})") from None
-    with exclusive_lock(output_dir):
-        manifest = Manifest.open(output_dir, config.manifest_options())
-        manifest.record_index_directory(config.index_dir)
-        for directory in directories:
-            for name in remove_stale_temporaries(directory):
-                log.info("removed %s, left unfinished by an interrupted run", directory / name)
-        summaries = [_build_split(plan, config, classes, boxes, manifest) for plan in plans]
-        _write_bad_image_report(output_dir, summaries)
+    with claim_directories(directories):  # before the scan: it may keep tar indexes in the output directory
+        boxes = _load_boxes(config, classes)
+        plans = _scan_and_plan(config, classes)
+        with Manifest.open(output_dir, config.manifest_options()) as manifest:
+            manifest.record_index_directory(config.index_dir)
+            for directory in directories:
+                for name in remove_stale_temporaries(directory):
+                    log.info("removed %s, left unfinished by an interrupted run", directory / name)
+            try:
+                summaries = [_build_split(plan, config, classes, boxes, manifest) for plan in plans]
+            finally:  # workers stopped early, or one that died mid-shard, leave temporaries behind
+                for directory in directories:
+                    remove_stale_temporaries(directory)
+        _write_bad_image_report(output_dir, manifest)
     return summaries

@@ -8,9 +8,12 @@ from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
 from .errors import UserError, run_command
+from .acceptance import DEFAULT_MAX_PIXELS
 from .imaging import ImageOptions, ResizeMode, ResizeQuality
 from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
 from .pool import available_cpus
+from .sources import resolve
+from .verify import NO_MANIFEST_HELP
 
 log = logging.getLogger("imagenet_tfrecords")
 
@@ -84,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fast: quickest, at least the quality of TensorFlow's bilinear resize; default: "
                         "better and still faster than TensorFlow ops; best: closest to a full-resolution Lanczos resize")
     images.add_argument("--jpeg_q", type=_quality, default=90, help="JPEG quality of re-encoded images (default 90)")
+    images.add_argument("--no_decode_check", action="store_true",
+                        help="copy mode: store JPEGs without first proving that TensorFlow's decode_jpeg reads them "
+                        "(only for files already checked; a corrupt one then fails later, in training)")
+    images.add_argument("--max_pixels", type=_positive, default=None,
+                        help=f"images with more pixels are bad images, refused before decoding "
+                        f"(default {DEFAULT_MAX_PIXELS:,}); --verify --deep uses the build's limit")
+    images.add_argument("--apply_exif_orientation", action="store_true",
+                        help="turn images upright by their EXIF orientation tag, and their boxes with them "
+                        "(default: pixels stored as they are, as TensorFlow reads them, the tag ignored)")
     images.add_argument("--skip_bad_images", action="store_true",
                         help=f"leave out unreadable images, listing them in {BAD_IMAGES_REPORT}, instead of stopping")
     index = parser.add_argument_group("DALI index and verification")
@@ -94,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check every shard in DIR (CRCs, counts, schema, labels, indexes) instead of building")
     index.add_argument("--deep", action="store_true", help="with --verify: also decode every image")
     index.add_argument("--json", action="store_true", help="with --verify: print the report as JSON")
+    index.add_argument("--no_manifest", action="store_true", help=f"with --verify: {NO_MANIFEST_HELP}")
     index.add_argument("--write_index", type=Path, metavar="DIR",
                        help="write DALI index files for the shards in DIR (built by any tool) instead of building")
     engine = parser.add_argument_group("distributed build")
@@ -129,14 +142,14 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         raise UserError("--from_tars goes with --sample DIR")
     if output_dir is None:
         raise UserError("pass --output_directory (where the shards go)")
-    output_dir = output_dir.resolve()
+    output_dir = resolve(output_dir)
     # Absolute paths: workers (local or on a cluster) may run in another directory.
     train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar, kaggle_root = (
-        path.resolve() if path is not None else None
+        resolve(path) if path is not None else None
         for path in (train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar,
                      args.kaggle_root)
     )
-    index_dir = None if args.no_index else (args.index_directory or output_dir / "idx").resolve()
+    index_dir = None if args.no_index else resolve(args.index_directory or output_dir / "idx")
     return BuildConfig(
         output_dir=output_dir,
         train_dir=train_dir,
@@ -149,7 +162,9 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         validation_labels_file=args.validation_labels_file,
         bounding_box_file=bounding_box_file,
         image=ImageOptions(args.resize_images, args.new_height, args.new_width, ResizeMode(args.resize_mode),
-                           args.jpeg_q, ResizeQuality(args.resize_quality)),
+                           args.jpeg_q, ResizeQuality(args.resize_quality), decode_check=not args.no_decode_check,
+                           max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+                           apply_exif_orientation=args.apply_exif_orientation),
         label_offset=args.label_offset,
         skip_bad_images=args.skip_bad_images,
         index_dir=index_dir,
@@ -167,6 +182,7 @@ def format_summary(summaries: list[SplitSummary], output_dir: Path) -> str:
     for s in summaries:
         lines.append(f"{s.split:<11} {s.images:>9} {s.written:>9} {s.shards:>7} {s.resumed_shards:>8} "
                      f"{len(s.bad_images):>5} {s.seconds:>8.1f}")
+    lines += [f"{s.split}: {s.ignored.describe()}" for s in summaries if s.ignored.count]
     lines.append(f"shards in {output_dir}")
     if any(s.bad_images for s in summaries):
         lines.append(f"left out bad images, listed in {output_dir / BAD_IMAGES_REPORT}")
@@ -178,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
         from .verify import verify_command
 
         return verify_command(args.verify, deep=args.deep, as_json=args.json, num_workers=args.num_threads,
-                              index_dir=args.index_directory)
+                              index_dir=args.index_directory, no_manifest=args.no_manifest,
+                              max_pixels=args.max_pixels)
     if args.write_index is not None:
         from .dali_index import write_index_command
 

@@ -10,9 +10,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
+from .atomic import write_atomically
 from .errors import UserError
 from .records import RECORD_OVERHEAD, dali_index_line, masked_crc32c
-from .shard import index_path, temporary_path
+from .shard import index_path
 
 HEADER = struct.Struct("<QI")  # u64 length, u32 masked CRC of the length bytes (facts §7.1)
 FOOTER = struct.Struct("<I")  # u32 masked CRC of the payload
@@ -101,15 +102,7 @@ def write_index(shard: Path, index_dir: Path) -> Path:
     """Write `index_dir/<shard>.idx` atomically; FramingError leaves nothing behind."""
     text = format_index(compute_index(shard))
     final = index_path(index_dir, shard.name)
-    temporary = temporary_path(final)
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(final, text, "the DALI index")
     return final
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .sources import FLAT_VALIDATION_NAME
+from .sources import FLAT_VALIDATION_NAME, SplitImages, cannot_read
 
 META_MAT = "data/meta.mat"
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
@@ -35,7 +35,10 @@ def _devkit_files(path: Path) -> dict[str, bytes]:
         for relative in (META_MAT, GROUND_TRUTH):
             found = sorted(path.glob(relative)) or sorted(path.glob(f"*/{relative}"))
             if found:
-                wanted[relative] = found[0].read_bytes()
+                try:
+                    wanted[relative] = found[0].read_bytes()
+                except OSError as exc:
+                    raise cannot_read(found[0], exc) from None
         return wanted
     try:
         with tarfile.open(path, mode="r:*") as tar:
@@ -71,7 +74,7 @@ def load_devkit_labels(path: Path) -> LabelSource:
             raise UserError(f"{path}: the devkit has no {relative}; pass ILSVRC2012_devkit_t12.tar.gz as --devkit")
     by_id = leaf_wnids(files[META_MAT], f"{path}[{META_MAT}]")
     wnids = []
-    for number, line in enumerate(files[GROUND_TRUTH].decode().split(), 1):
+    for number, line in enumerate(files[GROUND_TRUTH].decode(errors="replace").split(), 1):
         if not line.isdigit() or int(line) not in by_id:
             raise UserError(f"{path}[{GROUND_TRUTH}]:{number}: {line!r} is not the ILSVRC2012_ID of a leaf synset of meta.mat")
         wnids.append(by_id[int(line)])
@@ -84,15 +87,23 @@ def merged_labels(sources: list[LabelSource]) -> list[str]:
     return [next((s.wnids[i] for s in sources if i < len(s.wnids) and s.wnids[i]), "") for i in range(length)]
 
 
-def check_agreement(sources: list[LabelSource], names: list[str]) -> None:
-    """Every source that labels a flat validation image among `names` gives it the same wnid."""
-    for name in names:
-        match = FLAT_VALIDATION_NAME.fullmatch(name)
+def check_agreement(sources: list[LabelSource], images: SplitImages) -> None:
+    """Every source that labels a validation image of `images` gives it the same wnid, and so does its class
+    folder when it lies in one (`<wnid>/ILSVRC2012_val_NNNNNNNN.JPEG`, as download_imagenet.py writes it)."""
+    if not sources:
+        return
+    for name in images.names:
+        folder, _, file = name.rpartition("/")
+        match = FLAT_VALIDATION_NAME.fullmatch(file)
         if not match:
             continue
         i = int(match.group(1)) - 1
-        labelled = [(s, s.wnids[i]) for s in sources if i < len(s.wnids) and s.wnids[i]]
+        labelled = [(s.name, s.wnids[i]) for s in sources if i < len(s.wnids) and s.wnids[i]]
         for source, wnid in labelled[1:]:
             if wnid != labelled[0][1]:
-                raise UserError(f"{name}: {labelled[0][0].name} says {labelled[0][1]} but {source.name} says {wnid}; "
+                raise UserError(f"{images.where(name)}: {labelled[0][0]} says {labelled[0][1]} but {source} says {wnid}; "
                                 "the validation labels disagree, pass the matching devkit or --validation_labels_file")
+        if folder and labelled and labelled[0][1] != folder:
+            raise UserError(f"{images.where(name)}: lies in class folder {folder} but {labelled[0][0]} says "
+                            f"{labelled[0][1]}; move it to the {labelled[0][1]} folder, or pass the "
+                            "--validation_labels_file (or --devkit) that matches the folders")

@@ -1,9 +1,18 @@
 """Errors a user can cause: each carries one line saying what, where, and what to do."""
 
+import os
 import sys
 from collections.abc import Callable
 
 RESUME_HINT = "interrupted; run the same command again to resume"
+
+
+def printable(path: str | os.PathLike) -> str:
+    """A path as one printable line: bytes that are not UTF-8 as \\xNN, control characters (a newline) escaped."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class UserError(Exception):
@@ -17,7 +26,7 @@ class BadImageError(UserError):
         self.path = path
         self.reason = reason
         super().__init__(
-            f"{path}: {reason}; fix or remove the file, or re-run with --skip_bad_images"
+            f"{printable(path)}: {reason}; fix or remove the file, or re-run with --skip_bad_images"
         )
 
     def __reduce__(self):  # keep (path, reason) across process boundaries

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .devkit import LabelSource
 from .errors import UserError
-from .sources import FLAT_VALIDATION_NAME
+from .labels import read_text
+from .sources import FLAT_VALIDATION_NAME, resolve
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def find_root(split_dir: Path | None) -> Path | None:
     """The Kaggle root above `<root>/ILSVRC/Data/CLS-LOC/<split>`, when `split_dir` is such a folder."""
     if split_dir is None:
         return None
-    path = Path(split_dir).resolve()
+    path = resolve(split_dir)
     if len(path.parents) > 3 and path.parent.relative_to(path.parents[3]) == DATA_DIR:
         return path.parents[3]
     return None
@@ -51,7 +52,7 @@ def check_synset_mapping(root: Path, wnids: tuple[str, ...]) -> None:
     if not path.is_file():
         log.warning("%s: not found; class order taken from the labels file alone", path)
         return
-    listed = [line.split(maxsplit=1)[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    listed = [line.split(maxsplit=1)[0] for line in read_text(path, "Kaggle synset mapping").splitlines() if line.strip()]
     wanted = set(wnids)
     missing = sorted(wanted - set(listed))
     if missing:
@@ -69,14 +70,13 @@ def load_validation_solution(root: Path) -> LabelSource | None:
         log.warning("%s: not found; validation labels come from the validation label file", path)
         return None
     by_number: dict[int, str] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle), 1):
-            if number == 1 or not row:
-                continue
-            match = FLAT_VALIDATION_NAME.fullmatch(f"{row[0]}.JPEG")
-            if len(row) != 2 or not match or not row[1].split():
-                raise UserError(f"{path}:{number}: expected 'ILSVRC2012_val_NNNNNNNN,<wnid> <box> ...', got {','.join(row)!r}")
-            by_number[int(match.group(1))] = row[1].split()[0]
+    for number, row in enumerate(csv.reader(read_text(path, "Kaggle validation solution").splitlines()), 1):
+        if number == 1 or not row:
+            continue
+        match = FLAT_VALIDATION_NAME.fullmatch(f"{row[0]}.JPEG")
+        if len(row) != 2 or not match or not row[1].split():
+            raise UserError(f"{path}:{number}: expected 'ILSVRC2012_val_NNNNNNNN,<wnid> <box> ...', got {','.join(row)!r}")
+        by_number[int(match.group(1))] = row[1].split()[0]
     wnids = [""] * max(by_number, default=0)
     for number, wnid in by_number.items():
         wnids[number - 1] = wnid

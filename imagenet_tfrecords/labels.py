@@ -32,14 +32,18 @@ class ClassTable:
         return index + self.label_offset
 
 
-def _read_lines(path: Path, what: str) -> list[str]:
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file; missing, unreadable or not UTF-8 is one line naming it as `what`."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UserError(f"{path}: {what} not found; pass the right path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read {what} ({exc})") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+        raise UserError(f"{path}: cannot read the {what} ({exc})") from None
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    return [line.strip() for line in read_text(path, what).splitlines() if line.strip()]
 
 
 def load_wnids(path: Path) -> list[str]:
@@ -80,19 +84,15 @@ def load_validation_labels(path: Path) -> list[str]:
 def load_bounding_boxes(path: Path) -> dict[str, list[Box]]:
     """Read the Inception CSV: `<filename>,<xmin>,<ymin>,<xmax>,<ymax>` in relative coordinates."""
     boxes: dict[str, list[Box]] = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for number, row in enumerate(csv.reader(handle), 1):
-                if not row:
-                    continue
-                try:
-                    name, *coords = row
-                    xmin, ymin, xmax, ymax = (float(c) for c in coords)
-                except ValueError:
-                    raise UserError(
-                        f"{path}:{number}: expected '<file>,<xmin>,<ymin>,<xmax>,<ymax>', got {','.join(row)!r}"
-                    ) from None
-                boxes.setdefault(name, []).append((xmin, ymin, xmax, ymax))
-    except FileNotFoundError:
-        raise UserError(f"{path}: bounding box file not found; pass the right path or leave out --bounding_box_file") from None
+    for number, row in enumerate(csv.reader(read_text(path, "bounding box file").splitlines()), 1):
+        if not row:
+            continue
+        try:
+            name, *coords = row
+            xmin, ymin, xmax, ymax = (float(c) for c in coords)
+        except ValueError:
+            raise UserError(
+                f"{path}:{number}: expected '<file>,<xmin>,<ymin>,<xmax>,<ymax>', got {','.join(row)!r}"
+            ) from None
+        boxes.setdefault(name, []).append((xmin, ymin, xmax, ymax))
     return boxes

@@ -1,51 +1,123 @@
-"""The output directory's manifest: build options and every finished shard; drives resume."""
+"""The output directory's record of a build: `manifest.json` and its journal; drives resume.
+
+`manifest.json` holds the options, each split's plan and every finished shard (digest, records,
+size, SHA-256, bad images). While a build runs, each finished shard is appended to
+`manifest.journal` as one JSON line (and fsync'd) rather than rewriting manifest.json, so recording
+a shard costs the same at the 10,000th shard as at the first. The journal is folded into
+manifest.json at the end of every build and when a later build opens the directory; `--verify`
+reads both. A line cut short by a crash is skipped: its shard is simply written again.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import TextIO
 
+from .atomic import final_name, fsync_directory, write_atomically
 from .errors import UserError
 from .plan import ShardSpec
 from .shard import BadImage, ShardResult, index_path
 
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+JOURNAL_NAME = "manifest.journal"
+BAD_IMAGES_REPORT = "bad_images.tsv"
+LOCK_NAME = ".lock"
+FORMAT_VERSION = 2  # 2: shard digests cover each input file's size and mtime; the journal
 SHARD_NAME = re.compile(r"(train|validation)-\d{5}-of-\d{5}")
-TEMPORARY_NAME = re.compile(r"\.(train|validation)-\d{5}-of-\d{5}(\.idx)?\.tmp")
+# Files of a build that are written through a temporary (see `atomic`).
+BUILD_FILE = re.compile(rf"{SHARD_NAME.pattern}(\.idx)?|{re.escape(MANIFEST_NAME)}|{re.escape(BAD_IMAGES_REPORT)}")
 
 
 @contextmanager
-def exclusive_lock(output_dir: Path) -> Iterator[None]:
+def exclusive_lock(directory: Path) -> Iterator[None]:
     """Refuse to run two builds into one directory at once."""
-    with open(output_dir / ".lock", "w") as handle:
+    try:
+        handle = open(directory / LOCK_NAME, "w")
+    except OSError as exc:
+        raise UserError(f"{directory}: cannot write into this directory ({exc.strerror}); "
+                        "pass a directory you can write to") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise UserError(f"{output_dir}: another build is writing into this directory; wait for it or pick another") from None
+            raise UserError(f"{directory}: another build is writing into this directory; wait for it or pick another") from None
+        yield
+
+
+@contextmanager
+def claim_directories(directories: list[Path]) -> Iterator[None]:
+    """Create each directory a build writes into (output, index) and hold `exclusive_lock` on it."""
+    with ExitStack() as stack:
+        locked = set()
+        for directory in directories:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"{directory}: cannot create the directory ({exc.strerror})") from None
+            if directory.resolve() not in locked:
+                stack.enter_context(exclusive_lock(directory))
+                locked.add(directory.resolve())
         yield
 
 
 def remove_stale_temporaries(directory: Path) -> list[str]:
-    """Delete unfinished shards and indexes left by an interrupted run; returns their names."""
-    removed = sorted(p.name for p in directory.iterdir() if TEMPORARY_NAME.fullmatch(p.name))
+    """Delete unfinished shards, indexes and reports of an interrupted run; returns their names."""
+    removed = sorted(p.name for p in directory.iterdir() if BUILD_FILE.fullmatch(final_name(p.name) or ""))
     for name in removed:
-        (directory / name).unlink()
+        (directory / name).unlink(missing_ok=True)
     return removed
 
 
-class Manifest:
-    """`manifest.json`: options, per-split plan and per-shard records, checksums and bad images."""
+def _journal_entries(path: Path) -> Iterator[dict]:
+    """The shard entries of a journal in order; a damaged line (a crash mid-write) is skipped."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            if isinstance(entry, dict) and "name" in entry:
+                yield entry
+                continue
+        except ValueError:
+            pass
+        log.warning("%s: line %d is damaged (cut short by a crash); ignored, that shard will be written again",
+                    path, number)
 
-    def __init__(self, path: Path, data: dict) -> None:
-        self.path = path
+
+def read_manifest(directory: Path) -> dict:
+    """What a build in `directory` has recorded: manifest.json with the journal's shards applied.
+
+    OSError or ValueError when manifest.json is missing or unreadable.
+    """
+    data = json.loads((directory / MANIFEST_NAME).read_text(encoding="ascii"))
+    for entry in _journal_entries(directory / JOURNAL_NAME):
+        data["shards"][entry["name"]] = entry
+    return data
+
+
+class Manifest:
+    """`manifest.json`: options, per-split plan and per-shard records, checksums and bad images.
+
+    Used as a context manager: on leaving, the journal is folded into manifest.json.
+    """
+
+    def __init__(self, output_dir: Path, data: dict) -> None:
+        self.path = output_dir / MANIFEST_NAME
+        self.journal_path = output_dir / JOURNAL_NAME
         self.data = data
+        self._journal: TextIO | None = None
 
     @classmethod
     def open(cls, output_dir: Path, options: dict) -> Manifest:
@@ -53,7 +125,7 @@ class Manifest:
         path = output_dir / MANIFEST_NAME
         if path.exists():
             try:
-                data = json.loads(path.read_text())
+                data = read_manifest(output_dir)
             except (OSError, ValueError) as exc:
                 raise UserError(f"{path}: unreadable manifest ({exc}); delete it and the shards to rebuild") from None
             if data.get("options") != options:
@@ -63,28 +135,47 @@ class Manifest:
                     f"{output_dir}: holds a build made with other options ({', '.join(changed)}); "
                     "use another --output_directory, or delete its shards and manifest.json"
                 )
-            return cls(path, data)
-        foreign = sorted(p.name for p in output_dir.iterdir() if SHARD_NAME.fullmatch(p.name))
-        if foreign:
-            raise UserError(
-                f"{output_dir}: holds shards ({foreign[0]}, ...) but no {MANIFEST_NAME}; "
-                "use an empty --output_directory"
-            )
-        manifest = cls(path, {"format_version": FORMAT_VERSION, "options": options, "shards": {}})
-        manifest.save()
+            data["format_version"] = FORMAT_VERSION  # older entries' digests differ: those shards are redone
+            manifest = cls(output_dir, data)
+        else:
+            foreign = sorted(p.name for p in output_dir.iterdir() if SHARD_NAME.fullmatch(p.name))
+            if foreign:
+                raise UserError(
+                    f"{output_dir}: holds shards ({foreign[0]}, ...) but no {MANIFEST_NAME}; "
+                    "use an empty --output_directory"
+                )
+            manifest = cls(output_dir, {"format_version": FORMAT_VERSION, "options": options, "shards": {}})
+        manifest.fold()  # a new journal starts empty, never after a line torn by a crash
         return manifest
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_) -> None:
+        try:
+            self.fold()
+        except UserError as problem:
+            if kind is None:
+                raise
+            log.warning("%s", problem)  # the error that ended the build matters more; the next run folds
 
     @property
     def shards(self) -> dict[str, dict]:
         return self.data["shards"]
 
-    def is_complete(self, spec: ShardSpec) -> bool:
-        """The finished shard (and its index, if asked for) is there, recorded, and planned the same."""
+    @property
+    def splits(self) -> list[str]:
+        return sorted(self.data.get("splits", {}))
+
+    def is_complete(self, spec: ShardSpec, skip_bad_images: bool) -> bool:
+        """The finished shard (and its index, if asked for) is there, recorded, made from the same
+        inputs as planned now, and left no bad image out unless this run skips bad images."""
         entry = self.shards.get(spec.name)
         final = Path(spec.output_dir) / spec.name
         return (
             entry is not None
             and entry["digest"] == spec.digest()
+            and (skip_bad_images or not entry["bad_images"])
             and final.is_file()
             and final.stat().st_size == entry["size"]
             and (spec.index_dir is None or index_path(spec.index_dir, spec.name).is_file())
@@ -106,10 +197,20 @@ class Manifest:
         self.save()
 
     def record(self, result: ShardResult) -> None:
+        """A finished shard: one line appended to the journal and fsync'd (the shard itself already is)."""
         entry = asdict(result)
         entry["bad_images"] = [asdict(bad) for bad in result.bad_images]
         self.shards[result.name] = entry
-        self.save()
+        try:
+            if self._journal is None:
+                self._journal = open(self.journal_path, "a", encoding="ascii")
+                fsync_directory(self.journal_path.parent)
+            self._journal.write(json.dumps(entry, sort_keys=True) + "\n")
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+        except OSError as exc:
+            raise UserError(f"{self.journal_path}: cannot record the finished shard {result.name} ({exc.strerror}); "
+                            "make room, then run the same command again") from None
 
     def bad_images(self, split: str) -> list[BadImage]:
         return [
@@ -120,6 +221,14 @@ class Manifest:
         ]
 
     def save(self) -> None:
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps(self.data, indent=1, sort_keys=True))
-        os.replace(temporary, self.path)
+        write_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True), "the manifest")
+
+    def fold(self) -> None:
+        """Write every recorded shard into manifest.json, then drop the journal."""
+        self.save()
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self.journal_path.exists():
+            self.journal_path.unlink()
+            fsync_directory(self.journal_path.parent)

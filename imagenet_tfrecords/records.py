@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 
 import google_crc32c
@@ -55,6 +56,6 @@ def build_example(item: ShardItem, image: StoredImage) -> bytes:
     box_labels.SetInParent()
     box_labels.value.extend([item.label] * len(image.boxes))
     _bytes(feature["image/format"], "JPEG")
-    _bytes(feature["image/filename"], item.filename)
+    _bytes(feature["image/filename"], os.fsencode(item.filename))  # a name that is not UTF-8 keeps its bytes
     _bytes(feature["image/encoded"], image.encoded)
     return example.SerializeToString(deterministic=True)

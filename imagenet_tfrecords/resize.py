@@ -1,4 +1,5 @@
-"""Resize geometry (stretch, shorter side, centre crop), the resampling presets, and box transforms."""
+"""Resize geometry (stretch, shorter side, centre crop), the resampling presets, and box transforms
+(crops and EXIF orientations)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,34 @@ def resample(pixels: np.ndarray, geometry: Geometry, resampler: Resampler) -> np
         else:
             pixels = cv2.resize(pixels, scaled, interpolation=cv2.INTER_LINEAR)
     return pixels[geometry.top : geometry.top + geometry.height, geometry.left : geometry.left + geometry.width]
+
+
+# EXIF orientation -> how a relative point moves when the image is turned upright:
+# (swap x and y, then mirror x, mirror y); the Exif 2.3 table, as Pillow's ImageOps.exif_transpose.
+_ORIENTATIONS = {2: (False, True, False), 3: (False, True, True), 4: (False, False, True), 5: (True, False, False),
+                 6: (True, True, False), 7: (True, True, True), 8: (True, False, True)}
+
+
+def swaps_axes(orientation: int) -> bool:
+    """Whether turning an image of this EXIF orientation upright swaps its width and height."""
+    return _ORIENTATIONS.get(orientation, (False,))[0]
+
+
+def orient_boxes(boxes: tuple[Box, ...], orientation: int) -> tuple[Box, ...]:
+    """Relative boxes of an image turned upright by its EXIF orientation (1 or unknown: unchanged)."""
+    if orientation not in _ORIENTATIONS:
+        return boxes
+    swap, mirror_x, mirror_y = _ORIENTATIONS[orientation]
+    oriented = []
+    for xmin, ymin, xmax, ymax in boxes:
+        if swap:
+            xmin, ymin, xmax, ymax = ymin, xmin, ymax, xmax
+        if mirror_x:
+            xmin, xmax = 1.0 - xmax, 1.0 - xmin
+        if mirror_y:
+            ymin, ymax = 1.0 - ymax, 1.0 - ymin
+        oriented.append((xmin, ymin, xmax, ymax))
+    return tuple(oriented)
 
 
 def crop_boxes(boxes: tuple[Box, ...], region: Region) -> tuple[Box, ...]:

@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadImageError, UserError
+from .atomic import atomic_file, write_atomically
+from .errors import BadImageError
 from .imaging import prepare_image
-from .plan import ShardItem, ShardSpec
+from .plan import ShardItem, ShardSpec, Stamp, file_stamp
 from .records import build_example, dali_index_line, frame_record
 
 WRITE_BUFFER_BYTES = 8 << 20  # 8 MiB: few, large writes
@@ -33,36 +34,34 @@ class ShardResult:
     bad_images: tuple[BadImage, ...]
 
 
-def temporary_path(final: Path) -> Path:
-    """Where a file is written until it is complete; hidden so `train-*` globs never see it."""
-    return final.with_name(f".{final.name}.tmp")
-
-
 def index_path(index_dir: str | Path, shard: str) -> Path:
     return Path(index_dir) / f"{shard}.idx"
 
 
-def _write_durably(path: Path, chunks: list[str]) -> None:
-    with open(path, "w") as handle:
-        handle.writelines(chunks)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 class _ImageReader:
-    """Reads each item's bytes: a whole file, or a slice of an archive (kept open, read with pread)."""
+    """Reads each item's bytes: a whole file, or a slice of an archive (kept open, read with pread).
+
+    It notes, per item, the stamp of the file the bytes came from, by fstat on the open file
+    before reading: the shard's digest then describes what was read even if a file changed after
+    the plan, and a file changed during the read differs from its stamp at the next run.
+    """
 
     def __init__(self) -> None:
-        self._archives: dict[str, int] = {}
+        self._archives: dict[str, tuple[int, Stamp]] = {}
+        self.stamps: list[Stamp] = []
 
     def read(self, item: ShardItem) -> bytes:
+        self.stamps.append(item.stamp)  # kept when the file cannot be opened
         try:
             if item.offset is None:
                 with open(item.path, "rb") as handle:
+                    self.stamps[-1] = file_stamp(os.fstat(handle.fileno()))
                     return handle.read()
             if item.path not in self._archives:
-                self._archives[item.path] = os.open(item.path, os.O_RDONLY)
-            data = os.pread(self._archives[item.path], item.length, item.offset)
+                fd = os.open(item.path, os.O_RDONLY)
+                self._archives[item.path] = fd, file_stamp(os.fstat(fd))
+            fd, self.stamps[-1] = self._archives[item.path]
+            data = os.pread(fd, item.length, item.offset)
         except OSError as exc:
             raise BadImageError(item.source, f"cannot read the file ({exc.strerror})") from None
         if len(data) != item.length:
@@ -70,36 +69,26 @@ class _ImageReader:
         return data
 
     def close(self) -> None:
-        for fd in self._archives.values():
+        for fd, _ in self._archives.values():
             os.close(fd)
         self._archives.clear()
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
-    """Write `spec` to its temporary name, fsync it, then rename it to the final shard name.
+    """Write `spec` to a temporary of its own, fsync it, then rename it to the final shard name.
 
-    The DALI index (when asked for) is written beside it and renamed just before the shard,
+    The DALI index (when asked for) is written the same way and renamed just before the shard,
     so a finished shard always has its index. A bad image raises BadImageError, or with
     `skip_bad_images` is left out and reported in the result.
     """
     final = Path(spec.output_dir) / spec.name
-    temporary = temporary_path(final)
-    index_final = index_path(spec.index_dir, spec.name) if spec.index_dir else None
     checksum = hashlib.sha256()
     bad: list[BadImage] = []
     index_lines: list[str] = []
     records = size = 0
     reader = _ImageReader()
     try:
-        with open(temporary, "wb", buffering=WRITE_BUFFER_BYTES) as out:
+        with atomic_file(final, "the shard", WRITE_BUFFER_BYTES) as out:
             for item in spec.items:
                 try:
                     image = prepare_image(reader.read(item), item.source, item.boxes, spec.image)
@@ -114,21 +103,9 @@ def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
                 index_lines.append(dali_index_line(size, len(record)))
                 records += 1
                 size += len(record)
-            out.flush()
-            os.fsync(out.fileno())
-        if index_final is not None:
-            _write_durably(temporary_path(index_final), index_lines)
-            os.replace(temporary_path(index_final), index_final)
-            _fsync_directory(index_final.parent)
-        os.replace(temporary, final)
-        _fsync_directory(final.parent)
-    except BaseException as exc:
-        temporary.unlink(missing_ok=True)
-        if index_final is not None:
-            temporary_path(index_final).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise UserError(f"{final}: cannot write the shard ({exc.strerror or exc})") from None
-        raise
+            if spec.index_dir is not None:
+                write_atomically(index_path(spec.index_dir, spec.name), "".join(index_lines), "the DALI index")
     finally:
         reader.close()
-    return ShardResult(spec.split, spec.index, spec.name, spec.digest(), records, size, checksum.hexdigest(), tuple(bad))
+    return ShardResult(spec.split, spec.index, spec.name, spec.digest(reader.stamps), records, size,
+                       checksum.hexdigest(), tuple(bad))

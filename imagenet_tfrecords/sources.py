@@ -1,22 +1,58 @@
-"""Find the images of one split on disk: a `<wnid>/` class tree or a flat ILSVRC validation folder."""
+"""Find the images of one split on disk: a `<wnid>/` class tree or a flat ILSVRC validation folder.
+
+Names are kept as Python gives them: a file name that is not UTF-8 is a str with surrogate
+escapes (os.fsencode gives its bytes back). Messages name paths through `printable`.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, printable
 from .labels import ClassTable
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".jpe", ".png"})
 FLAT_VALIDATION_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
+
+
+def where(root: Path, name: str, in_archive: bool) -> str:
+    """How a message names one entry of a split: its path, or `archive[member]`."""
+    return printable(f"{root}[{name}]" if in_archive else root / name)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a scan takes a file of this name: not hidden, with an image extension."""
+    _, dot, extension = name.rpartition(".")  # os.path.splitext, without its cost on 1.28 M names
+    return bool(dot) and not name.startswith(".") and "." + extension.lower() in IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """What a scan found beside the images and did not take: how many entries, and the first by name.
+
+    A folder where images are looked for (a sub-folder of a class, a folder member of a class
+    tar) is one entry, `name/`; its contents are not searched.
+    """
+
+    count: int = 0
+    example: str = ""  # as a message names it (see `where`)
+
+    @classmethod
+    def of(cls, names: list[str], root: Path, in_archive: bool) -> Ignored:
+        return cls(len(names), where(root, min(names), in_archive)) if names else cls()
+
+    def describe(self) -> str:
+        return (f"ignored {self.count} {'entry' if self.count == 1 else 'entries'} that are not image files "
+                f"(other files, hidden files, folders inside a class, links to nothing), e.g. {self.example}")
 
 
 @dataclass(frozen=True)
@@ -32,97 +68,167 @@ class SplitImages:
     names: list[str]
     classes: np.ndarray  # int32 index into ClassTable.wnids, parallel to `names`
     members: np.ndarray | None = None  # int64 (N, 2): offset and length of each image in `root`
+    ignored: Ignored = Ignored()
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def where(self, name: str) -> str:
+        return where(self.root, name, self.members is not None)
 
     def classes_present(self, num_classes: int) -> int:
         """How many of the labels file's classes have at least one image."""
         return int((np.bincount(self.classes, minlength=num_classes) > 0).sum())
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".")
+def warn_ignored(split: str, images: SplitImages) -> None:
+    if images.ignored.count:
+        log.warning("%s: %s", split, images.ignored.describe())
 
 
-def _image_files(directory: Path) -> tuple[list[str], list[str]]:
-    """Sorted image file names and other (ignored) file names in one directory."""
-    images, others = [], []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if _is_hidden(entry.name) or not entry.is_file():
-                continue
-            is_image = os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
-            (images if is_image else others).append(entry.name)
-    return sorted(images), sorted(others)
+@dataclass
+class _Listing:
+    """One folder's entries: image files (with a file identity each), sub-folders, and the rest."""
+
+    images: list[str] = field(default_factory=list)
+    devices: list[int] = field(default_factory=list)  # st_dev and st_ino of each image (its identity)
+    inodes: list[int] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    others: list[str] = field(default_factory=list)  # `name`, or `name/` for a folder
 
 
-def _warn_ignored(directory: Path, others: list[str]) -> None:
-    if others:
-        log.warning("%s: ignored %d file(s) without an image extension, e.g. %s", directory, len(others), others[0])
+def cannot_read(path: str | os.PathLike, exc: OSError) -> UserError:
+    """The one line for a file or folder that cannot be read: a link loop, permissions, an I/O error."""
+    if exc.errno == errno.ELOOP:
+        return UserError(f"{printable(path)}: a symbolic link loop; remove the link or point it at a real file "
+                         "or folder")
+    return UserError(f"{printable(path)}: cannot read it ({exc.strerror}); fix its permissions or remove it")
 
 
-def scan_class_tree(root: Path, classes: ClassTable, subdirs: list[str]) -> SplitImages:
+def _list_folder(directory: Path) -> _Listing:
+    """One scandir pass: no stat per file, except for symbolic links (which need one to be followed)."""
+    listing = _Listing()
+    try:
+        device = os.stat(directory).st_dev
+        with os.scandir(directory) as entries:
+            found = list(entries)
+    except OSError as exc:
+        raise cannot_read(directory, exc) from None
+    for entry in found:
+        try:
+            is_file, is_folder = entry.is_file(), entry.is_dir()
+            target = entry.stat() if is_file and entry.is_symlink() else None  # cached by is_file()
+        except OSError as exc:
+            raise cannot_read(entry.path, exc) from None
+        if is_file and is_image_name(entry.name):
+            listing.images.append(entry.name)
+            listing.devices.append(target.st_dev if target else device)
+            listing.inodes.append(target.st_ino if target else entry.inode())
+        elif is_folder and not entry.name.startswith("."):
+            listing.folders.append(entry.name)
+        else:  # a hidden folder, a file that is not an image, a link to nothing, a device or FIFO
+            listing.others.append(entry.name + "/" if is_folder else entry.name)
+    order = sorted(range(len(listing.images)), key=listing.images.__getitem__)
+    listing.images = [listing.images[i] for i in order]
+    listing.devices = [listing.devices[i] for i in order]
+    listing.inodes = [listing.inodes[i] for i in order]
+    return listing
+
+
+def _refuse_duplicates(root: Path, names: list[str], classes: np.ndarray, devices: list[int],
+                       inodes: list[int]) -> None:
+    """The same file (through a link) under two classes would be stored with two labels."""
+    device, inode = np.asarray(devices, dtype=np.uint64), np.asarray(inodes, dtype=np.uint64)
+    order = np.lexsort((inode, device))
+    device, inode, labels = device[order], inode[order], classes[order]
+    clash = np.flatnonzero((device[1:] == device[:-1]) & (inode[1:] == inode[:-1]) & (labels[1:] != labels[:-1]))
+    if clash.size:
+        first, second = sorted((names[order[clash[0]]], names[order[clash[0] + 1]]))
+        raise UserError(f"{printable(root / first)} and {printable(root / second)} are the same file (a link), "
+                        "so it would be stored under two labels; remove the link")
+
+
+def scan_class_tree(root: Path, classes: ClassTable, subdirs: list[str], root_ignored: list[str]) -> SplitImages:
+    """Label each image by its `<wnid>/` folder; entries not taken are counted with the root's (`root_ignored`)."""
     index = classes.index_of()
+    ignored = list(root_ignored)
     names: list[str] = []
     labels: list[int] = []
+    devices: list[int] = []
+    inodes: list[int] = []
     for wnid in subdirs:
         if wnid not in index:
             raise UserError(
-                f"{root / wnid}: folder name is not a synset of the labels file; "
+                f"{printable(root / wnid)}: folder name is not a synset of the labels file; "
                 "remove the folder or pass a --labels_file that lists it"
             )
-        images, others = _image_files(root / wnid)
-        _warn_ignored(root / wnid, others)
-        if not images:
-            raise UserError(f"{root / wnid}: class folder has no images; remove it or add its images")
-        names.extend(f"{wnid}/{name}" for name in images)
-        labels.extend([index[wnid]] * len(images))
-    return SplitImages(root, names, np.asarray(labels, dtype=np.int32))
+        listing = _list_folder(root / wnid)
+        ignored.extend(f"{wnid}/{name}" for name in listing.others + [f"{f}/" for f in listing.folders])
+        if not listing.images:
+            raise UserError(f"{printable(root / wnid)}: class folder has no images; remove it or add its images")
+        names.extend(f"{wnid}/{name}" for name in listing.images)
+        labels.extend([index[wnid]] * len(listing.images))
+        devices.extend(listing.devices)
+        inodes.extend(listing.inodes)
+    found = np.asarray(labels, dtype=np.int32)
+    _refuse_duplicates(root, names, found, devices, inodes)
+    return SplitImages(root, names, found, ignored=Ignored.of(ignored, root, False))
 
 
 def scan_flat_validation(root: Path, classes: ClassTable, images: list[str], validation_wnids: list[str],
-                         members: np.ndarray | None = None) -> SplitImages:
+                         members: np.ndarray | None = None, ignored: Ignored = Ignored()) -> SplitImages:
     """Label flat ILSVRC validation files (in folder `root`, or archive `root` at `members`) by number."""
     index = classes.index_of()
     labels: list[int] = []
+    in_archive = members is not None
     for name in images:
-        where = f"{root}[{name}]" if members is not None else root / name
         match = FLAT_VALIDATION_NAME.fullmatch(name)
         if not match:
             raise UserError(
-                f"{where}: cannot tell the class of a file outside a class folder "
+                f"{where(root, name, in_archive)}: cannot tell the class of a file outside a class folder "
                 "(flat validation files are named ILSVRC2012_val_NNNNNNNN.JPEG)"
             )
         number = int(match.group(1))
         if not 1 <= number <= len(validation_wnids):
-            raise UserError(f"{where}: the validation label file has no line {number}; pass the right --validation_labels_file")
+            raise UserError(f"{where(root, name, in_archive)}: the validation label file has no line {number}; "
+                            "pass the right --validation_labels_file")
         wnid = validation_wnids[number - 1]
         if wnid not in index:
-            raise UserError(f"{where}: its validation label {wnid} is not a synset of the labels file")
+            raise UserError(f"{where(root, name, in_archive)}: its validation label {wnid} is not a synset "
+                            "of the labels file")
         labels.append(index[wnid])
-    return SplitImages(root, images, np.asarray(labels, dtype=np.int32), members)
+    return SplitImages(root, images, np.asarray(labels, dtype=np.int32), members, ignored)
+
+
+def resolve(path: Path) -> Path:
+    """The absolute path; a symbolic link loop on the way is a UserError naming it."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:  # pathlib's way of saying ELOOP
+        raise UserError(f"{printable(path)}: a symbolic link loop; pass the real file or folder") from None
 
 
 def scan_split(split: str, root: Path, classes: ClassTable, validation_wnids: list[str] | None) -> SplitImages:
     """Find one split's images; class folders if there are any, else the flat ILSVRC validation layout."""
-    root = Path(root).resolve()
+    root = resolve(root)
     if not root.is_dir():
-        raise UserError(f"{root}: {split} directory not found; pass the folder that holds the <wnid>/ class folders")
-    with os.scandir(root) as entries:
-        subdirs = sorted(e.name for e in entries if e.is_dir() and not _is_hidden(e.name))
-    flat_images, others = _image_files(root)
-    _warn_ignored(root, others)
-    if subdirs and flat_images:
-        raise UserError(f"{root}: holds both class folders and loose images ({flat_images[0]}); keep one layout")
+        raise UserError(f"{printable(root)}: {split} directory not found; "
+                        "pass the folder that holds the <wnid>/ class folders")
+    listing = _list_folder(root)
+    subdirs = sorted(listing.folders)
+    if subdirs and listing.images:
+        raise UserError(f"{printable(root)}: holds both class folders and loose images ({printable(listing.images[0])}); "
+                        "keep one layout")
     if subdirs:
-        found = scan_class_tree(root, classes, subdirs)
-    elif flat_images and validation_wnids is not None:
-        found = scan_flat_validation(root, classes, flat_images, validation_wnids)
-    elif flat_images:
-        raise UserError(f"{root}: loose images but no class folders; put them in <wnid>/ folders")
+        found = scan_class_tree(root, classes, subdirs, listing.others)
+    elif listing.images and validation_wnids is not None:
+        found = scan_flat_validation(root, classes, listing.images, validation_wnids,
+                                     ignored=Ignored.of(listing.others, root, False))
+        _refuse_duplicates(root, found.names, found.classes, listing.devices, listing.inodes)
+    elif listing.images:
+        raise UserError(f"{printable(root)}: loose images but no class folders; put them in <wnid>/ folders")
     else:
         found = SplitImages(root, [], np.zeros(0, dtype=np.int32))
     if not len(found):
-        raise UserError(f"{root}: the {split} split has no images; check the path")
+        raise UserError(f"{printable(root)}: the {split} split has no images; check the path")
     return found

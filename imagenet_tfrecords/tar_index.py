@@ -27,15 +27,16 @@ from typing import IO
 
 import numpy as np
 
+from .atomic import atomic_file
 from .download.unpack import BOUNDING_BOX_CSV, UnpackOptions, convert_bounding_boxes, safe_path
-from .errors import UserError
+from .errors import UserError, printable
 from .labels import Box, load_bounding_boxes
-from .sources import IMAGE_EXTENSIONS
+from .sources import cannot_read, is_image_name, resolve, where
 
 log = logging.getLogger(__name__)
 
 INDEX_DIR = ".tar_index"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: names kept as bytes with their lengths, and the entries not taken
 CLASS_ARCHIVE = re.compile(r"(n\d{8})\.tar")
 END_OF_ARCHIVE = bytes(tarfile.BLOCKSIZE)
 
@@ -47,6 +48,7 @@ class TarIndex:
     path: Path
     names: list[str]  # `<wnid>/<file>` for the train tar, the file name for a flat tar; sorted
     members: np.ndarray  # int64 (N, 2), parallel to `names`
+    ignored: list[str]  # entries not taken, named as the extracted tree's scan names them (sources.Ignored)
 
 
 class _Window(io.RawIOBase):
@@ -80,75 +82,104 @@ class _Window(io.RawIOBase):
         return data
 
 
+Member = tuple[PurePosixPath, tarfile.TarInfo]  # a member and its normalised name
+
+
 def _damaged(label: str, why: str) -> UserError:
     return UserError(f"{label}: {why}; the archive is damaged or incomplete, get it again")
 
 
-def _members(fileobj: io.RawIOBase | io.BufferedReader, size: int, label: str) -> list[tarfile.TarInfo]:
-    """The regular-file members of a tar of `size` bytes, from its headers; a UserError when damaged.
+def _members(fileobj: io.RawIOBase | io.BufferedReader, size: int, label: str) -> list[Member]:
+    """The files and folders of a tar of `size` bytes, by normalised name (`./x` is `x`; the archive's own `./`
+    left out), from its headers; a UserError when damaged, unsafe or sparse.
 
     tarfile seeks over member data (it reads one byte at the end of each to detect truncation);
     a header that ends the listing early must be the zero block that ends an archive.
     """
     try:
         tar = tarfile.open(fileobj=fileobj, mode="r:")
-        files = []
+        found = []
         for member in tar:
-            if safe_path(member, label) is None:
-                continue
-            if member.offset_data + member.size > size:
+            safe_path(member, label)  # refuses links, devices, absolute names and `..`
+            if member.issparse():  # its data in the tar is not the file's bytes: pread would read the wrong ones
+                raise UserError(f"{label}: member {printable(member.name)} is a sparse file, which cannot be read "
+                                "in place; extract the tar and pass the folder, or pack it again without --sparse")
+            if member.isfile() and member.offset_data + member.size > size:
                 raise _damaged(label, f"member {member.name!r} runs past the end (truncated)")
-            files.append(member)
+            path = PurePosixPath(member.name)
+            if path.parts:
+                found.append((path, member))
     except tarfile.TarError as exc:
         raise _damaged(label, f"not a readable tar ({exc})") from None
     fileobj.seek(tar.offset)
     if fileobj.read(tarfile.BLOCKSIZE) != END_OF_ARCHIVE:
         raise _damaged(label, f"no valid tar header at byte {tar.offset} (truncated or corrupt)")
-    return files
+    return found
 
 
-def _images(members: list[tarfile.TarInfo], label: str) -> list[tarfile.TarInfo]:
-    """Members the extracted-tree scan would take: top-level, not hidden, with an image extension."""
-    images, others = [], []
-    for member in members:
-        path = PurePosixPath(member.name)
-        if len(path.parts) != 1 or path.name.startswith("."):
-            continue
-        (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(member)
-    if others:
-        log.warning("%s: ignored %d member(s) without an image extension, e.g. %s", label, len(others), others[0].name)
-    return images
+def _images(members: list[Member]) -> tuple[list[tuple[str, tarfile.TarInfo]], list[str]]:
+    """The members the extracted-tree scan would take (image files at the top), and the entries it would not:
+    other files by name, a folder (or anything in it) once as `folder/`."""
+    images, ignored = [], set()
+    for path, member in members:
+        if len(path.parts) > 1 or member.isdir():
+            ignored.add(f"{path.parts[0]}/")
+        elif is_image_name(path.name):
+            images.append((path.name, member))
+        else:
+            ignored.add(path.name)
+    return images, sorted(ignored)
 
 
-def _scan_train(path: Path, size: int) -> tuple[list[str], list[tuple[int, int]]]:
+Scan = tuple[list[str], list[tuple[int, int]], list[str]]  # names, (offset, length) of each, entries not taken
+
+
+def _scan_train(path: Path, size: int) -> Scan:
     entries: list[tuple[str, int, int]] = []
+    ignored: list[str] = []
     classes = 0
     with open(path, "rb") as raw:
-        for member in _members(raw, size, str(path)):
-            match = CLASS_ARCHIVE.fullmatch(PurePosixPath(member.name).name)
-            if not match:
-                log.warning("%s: skipped %s (not a <wnid>.tar)", path, member.name)
+        for relative, member in _members(raw, size, printable(path)):
+            if member.isdir():  # a folder of the outer tar holds class tars, it is not one of the tree's entries
                 continue
-            wnid, label = match.group(1), f"{path}[{member.name}]"
+            match = CLASS_ARCHIVE.fullmatch(relative.name)
+            if not match:
+                ignored.append(str(relative))
+                continue
+            wnid, label = match.group(1), where(path, member.name, True)
             window = _Window(raw, member.offset_data, member.size)
-            images = _images(_members(window, member.size, label), label)
+            images, inner_ignored = _images(_members(window, member.size, label))
             if not images:
                 raise UserError(f"{label}: class archive has no images; the archive is damaged, get it again")
-            entries.extend((f"{wnid}/{m.name}", member.offset_data + m.offset_data, m.size) for m in images)
+            entries.extend((f"{wnid}/{name}", member.offset_data + m.offset_data, m.size) for name, m in images)
+            ignored.extend(f"{wnid}/{name}" for name in inner_ignored)
             classes += 1
     if not classes:
-        raise UserError(f"{path}: holds no <wnid>.tar class archives; pass ILSVRC2012_img_train.tar as --train_tar")
+        raise UserError(f"{printable(path)}: holds no <wnid>.tar class archives; "
+                        "pass ILSVRC2012_img_train.tar as --train_tar")
     entries.sort()
-    log.info("%s: indexed %d images in %d class archives", path, len(entries), classes)
-    return [e[0] for e in entries], [e[1:] for e in entries]
+    log.info("%s: indexed %d images in %d class archives", printable(path), len(entries), classes)
+    return [e[0] for e in entries], [e[1:] for e in entries], ignored
 
 
-def _scan_flat(path: Path, size: int) -> tuple[list[str], list[tuple[int, int]]]:
+def _scan_flat(path: Path, size: int) -> Scan:
     with open(path, "rb") as raw:
-        images = _images(_members(raw, size, str(path)), str(path))
-    entries = sorted((m.name, m.offset_data, m.size) for m in images)
-    log.info("%s: indexed %d images", path, len(entries))
-    return [e[0] for e in entries], [e[1:] for e in entries]
+        images, ignored = _images(_members(raw, size, printable(path)))
+    entries = sorted((name, m.offset_data, m.size) for name, m in images)
+    log.info("%s: indexed %d images", printable(path), len(entries))
+    return [e[0] for e in entries], [e[1:] for e in entries], ignored
+
+
+def _encode_names(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Names as one blob of their file-system bytes and their lengths: a name may hold any byte, a newline too."""
+    encoded = [os.fsencode(name) for name in names]
+    return (np.frombuffer(b"".join(encoded), dtype=np.uint8),
+            np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+
+
+def _decode_names(blob: np.ndarray, lengths: np.ndarray) -> list[str]:
+    data, ends = blob.tobytes(), np.cumsum(lengths).tolist()
+    return [os.fsdecode(data[start:end]) for start, end in zip([0] + ends[:-1], ends)]
 
 
 def _cache_path(path: Path, cache_dir: Path, suffix: str) -> Path:
@@ -161,39 +192,45 @@ def _replace_cache(cache: Path, tar: Path, write: Callable[[IO[bytes]], object])
     for stale in cache.parent.glob(f"{glob.escape(tar.name)}.*"):
         if stale != cache:
             stale.unlink(missing_ok=True)
-    with tempfile.NamedTemporaryFile(dir=cache.parent, prefix=".", suffix=".tmp", delete=False) as handle:
+    with atomic_file(cache, "the kept tar index") as handle:
         write(handle)
-    os.replace(handle.name, cache)
 
 
 def index_tar(path: Path, cache_dir: Path, nested: bool) -> TarIndex:
     """Index a tar of per-class tars (`nested`) or a flat tar of images, reusing a kept index."""
-    path = Path(path).resolve()
+    path = resolve(path)
     try:
         size = path.stat().st_size
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"{exc.filename}: {exc.strerror}; pass the right path") from None
+        raise UserError(f"{printable(exc.filename)}: {exc.strerror}; pass the right path") from None
+    if not path.is_file():
+        raise UserError(f"{printable(path)}: not a tar file; pass the tar itself")
     cache = _cache_path(path, cache_dir, ".npz")
     if cache.is_file():
         with np.load(cache) as kept:
-            text, members = bytes(kept["names"]).decode(), kept["members"]
-        names = text.split("\n") if text else []
-        log.info("%s: using the index kept in %s", path, cache)
-        return TarIndex(path, names, members)
-    log.info("%s: indexing (reading the tar headers only)", path)
-    names, offsets = (_scan_train if nested else _scan_flat)(path, size)
+            names = _decode_names(kept["names"], kept["name_lengths"])
+            ignored = _decode_names(kept["ignored"], kept["ignored_lengths"])
+            members = kept["members"]
+        log.info("%s: using the index kept in %s", printable(path), printable(cache))
+        return TarIndex(path, names, members, ignored)
+    log.info("%s: indexing (reading the tar headers only)", printable(path))
+    try:
+        names, offsets, ignored = (_scan_train if nested else _scan_flat)(path, size)
+    except OSError as exc:
+        raise cannot_read(path, exc) from None
     members = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    blob = np.frombuffer("\n".join(names).encode(), dtype=np.uint8)
-    _replace_cache(cache, path, lambda handle: np.savez(handle, names=blob, members=members))
-    return TarIndex(path, names, members)
+    (blob, lengths), (ignored_blob, ignored_lengths) = _encode_names(names), _encode_names(ignored)
+    _replace_cache(cache, path, lambda handle: np.savez(handle, names=blob, name_lengths=lengths, members=members,
+                                                         ignored=ignored_blob, ignored_lengths=ignored_lengths))
+    return TarIndex(path, names, members, ignored)
 
 
 def load_bounding_box_tar(path: Path, cache_dir: Path, synsets: frozenset[str]) -> dict[str, list[Box]]:
     """Boxes straight from the bbox tar's XML, by the same code and rules (and rounding) as the CSV."""
-    path = Path(path).resolve()
+    path = resolve(path)
     if not path.is_file():
-        raise UserError(f"{path}: bounding box archive not found; pass the right --bbox_tar")
+        raise UserError(f"{printable(path)}: bounding box archive not found; pass the right --bbox_tar")
     cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256("\n".join(sorted(synsets)).encode()).hexdigest()[:12]
     cache = _cache_path(path, cache_dir, f".{digest}.csv")

@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
-import re
 import sys
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
-from PIL import Image
 from tqdm import tqdm
 
+from .acceptance import DEFAULT_MAX_PIXELS, stored_jpeg_problem
+from .atomic import final_name
 from .dali_index import FramingError, iter_records, open_shard, parse_index
 from .errors import UserError, run_command
+from .formats import read_jpeg_header, sniff_format
 from .pool import available_cpus, map_unordered
-from .manifest import MANIFEST_NAME, SHARD_NAME
+from .manifest import BAD_IMAGES_REPORT, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME, SHARD_NAME, read_manifest
 from .proto.imgrec_example_pb2 import Example
 from .shard import index_path
+from .tar_index import INDEX_DIR
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,14 @@ IMAGENET_PER_CLASS = {"train": (732, 1300), "validation": (50, 50)}  # images pe
 IMAGENET_CLASSES = 1000
 SHUFFLE_CHECKED_SPLITS = ("train",)
 MAX_PROBLEMS_PER_SHARD = 20  # a damaged shard is named; its first problems are enough to act on
-STRAY_TEMPORARY = re.compile(r"\..+\.tmp")  # hidden `.NAME.tmp`: an unfinished write
+# What a build writes besides shards, indexes and temporaries: in its output directory, in its index directory.
+OUTPUT_FILES = (MANIFEST_NAME, JOURNAL_NAME, BAD_IMAGES_REPORT, INDEX_DIR, LOCK_NAME)
+INDEX_DIRECTORY_FILES = (LOCK_NAME,)
+SPLIT_PREFIXES = ("train-", "validation-")
+NO_MANIFEST_HELP = ("the shards were made by another tool: a missing manifest.json is not a problem "
+                    "(counts, sizes and checksums are then not compared with a build's record)")
 
+_JPEG_MODES = {1: "L", 4: "CMYK"}  # a JPEG's components, named as Pillow names the modes
 BOX_KEYS = tuple(f"image/object/bbox/{axis}" for axis in ("xmin", "ymin", "xmax", "ymax"))
 SCHEMA = {  # facts §6.1: every key, always present, with its list kind
     "image/height": "int64_list", "image/width": "int64_list", "image/colorspace": "bytes_list",
@@ -56,10 +63,17 @@ class Problem:
     file: str
     offset: int | None
     message: str
+    image: str | None = None  # the record's image/filename, when the record has one
 
     def line(self) -> str:
-        where = self.file if self.offset is None else f"{self.file}: offset {self.offset}"
-        return f"{where}: {self.message}"
+        return f"{self.file}{_where_in_shard(self.offset, self.image, ': ')}: {self.message}"
+
+
+def _where_in_shard(offset: int | None, image: str | None, lead: str) -> str:
+    """`offset N (image)` after `lead`, or nothing for a problem of the whole shard."""
+    if offset is None:
+        return ""
+    return f"{lead}offset {offset}" + (f" ({image})" if image else "")
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,7 @@ class ShardJob:
     index_file: str | None  # its DALI index; None: indexes are not checked
     deep: bool
     label_range: tuple[int, int] | None  # [low, high); None: labels only need to be >= 0
+    max_pixels: int = DEFAULT_MAX_PIXELS  # --deep: the build's pixel limit
 
 
 @dataclass
@@ -81,13 +96,14 @@ class ShardReport:
     framing_ok: bool = True
     sha256: str | None = None  # None when the framing is broken
     labels: dict[int, int] = field(default_factory=dict)  # label -> records
-    classes: dict[tuple[int, str, str], int] = field(default_factory=dict)  # (label, synset, text) -> first offset
+    # (label, synset, text) -> the first record with it: (offset, image filename)
+    classes: dict[tuple[int, str, str], tuple[int, str | None]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     problems_left_out: int = 0
 
-    def add(self, offset: int | None, message: str) -> None:
+    def add(self, offset: int | None, message: str, image: str | None = None) -> None:
         if len(self.problems) < MAX_PROBLEMS_PER_SHARD:
-            self.problems.append(Problem(self.name, offset, message))
+            self.problems.append(Problem(self.name, offset, message, image))
         else:
             self.problems_left_out += 1
 
@@ -143,39 +159,45 @@ def _box_problems(fields: Fields, label: int) -> list[str]:
     return problems
 
 
-def parse_record(payload: bytes) -> tuple[Parsed | None, list[str]]:
-    """The fields verify needs from one record, or why it breaks the Inception schema."""
+def _filename(fields: Fields) -> str | None:
+    """The record's image/filename, if it holds one string, for naming the image in problems."""
+    kind, values = fields.get("image/filename", (None, []))
+    return values[0].decode("utf-8", "backslashreplace") if kind == "bytes_list" and len(values) == 1 else None
+
+
+def parse_record(payload: bytes) -> tuple[Parsed | None, str | None, list[str]]:
+    """The fields verify needs from one record and its image filename, or why it breaks the Inception schema."""
     try:
         fields = _fields(Example.FromString(payload))
     except DecodeError:
-        return None, ["does not parse as a tf.train.Example"]
+        return None, None, ["does not parse as a tf.train.Example"]
+    filename = _filename(fields)
     problems = _schema_problems(fields)
     if problems:
-        return None, problems
+        return None, filename, problems
     one = {key: fields[key][1][0] for key in SINGLE_VALUED}
     parsed = Parsed(one["image/class/label"], one["image/class/synset"].decode(errors="replace"),
                     one["image/class/text"].decode(errors="replace"), one["image/height"], one["image/width"],
                     one["image/encoded"])
     if parsed.height < 1 or parsed.width < 1:
         problems.append(f"image/height x image/width is {parsed.height}x{parsed.width}")
-    return parsed, problems + _box_problems(fields, parsed.label)
+    return parsed, filename, problems + _box_problems(fields, parsed.label)
 
 
-def image_problem(parsed: Parsed) -> str | None:
-    """`--deep`: the image decodes fully, as a 3-channel RGB JPEG of the stored size."""
-    try:
-        with Image.open(io.BytesIO(parsed.encoded)) as image:
-            image.load()
-            kind, mode, size = image.format, image.mode, image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return f"image does not decode ({exc})"
+def image_problem(parsed: Parsed, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """`--deep`: a 3-channel JPEG of the stored size that the build would store (acceptance)."""
+    kind = sniff_format(parsed.encoded)
+    header = read_jpeg_header(parsed.encoded) if kind == "JPEG" else None
     if kind != "JPEG":
-        return f"image is {kind}, but image/format says JPEG"
-    if mode != "RGB":
-        return f"image is {mode}, not 3-channel RGB"
-    if size != (parsed.width, parsed.height):
-        return f"image is {size[0]}x{size[1]} (WxH), the record says {parsed.width}x{parsed.height}"
-    return None
+        return f"image is {kind or 'not an image file'}, but image/format says JPEG"
+    if header is None:
+        return "image does not decode (JPEG without a frame header)"
+    if header.components != 3:
+        return f"image is {_JPEG_MODES.get(header.components, header.components)}, not 3-channel RGB"
+    if (header.width, header.height) != (parsed.width, parsed.height):
+        return f"image is {header.width}x{header.height} (WxH), the record says {parsed.width}x{parsed.height}"
+    problem = stored_jpeg_problem(parsed.encoded, header, max_pixels)
+    return f"image is bad: {problem}" if problem else None
 
 
 def _label_problem(label: int, label_range: tuple[int, int] | None) -> str | None:
@@ -186,14 +208,14 @@ def _label_problem(label: int, label_range: tuple[int, int] | None) -> str | Non
 
 
 def _check_record(offset: int, payload: bytes, job: ShardJob, report: ShardReport) -> None:
-    parsed, problems = parse_record(payload)
+    parsed, filename, problems = parse_record(payload)
     if parsed is not None:
         report.labels[parsed.label] = report.labels.get(parsed.label, 0) + 1
-        report.classes.setdefault((parsed.label, parsed.synset, parsed.text), offset)
+        report.classes.setdefault((parsed.label, parsed.synset, parsed.text), (offset, filename))
         problems += [p for p in (_label_problem(parsed.label, job.label_range),
-                                 image_problem(parsed) if job.deep else None) if p]
+                                 image_problem(parsed, job.max_pixels) if job.deep else None) if p]
     for problem in problems:
-        report.add(offset, problem)
+        report.add(offset, problem, filename)
 
 
 def _index_problem(index_file: Path, entries: list[tuple[int, int]]) -> str | None:
@@ -284,7 +306,7 @@ def _load_manifest(directory: Path, report: VerifyReport) -> dict | None:
         report.notes.append(f"no {MANIFEST_NAME}: counts, sizes and checksums not compared with the build's record")
         return None
     try:
-        return json.loads(path.read_text())
+        return read_manifest(directory)  # with the shards of a journal not yet folded in
     except (OSError, ValueError) as exc:
         report.problem(MANIFEST_NAME, f"unreadable ({exc})")
         return None
@@ -316,15 +338,46 @@ def _resolve_index_dir(directory: Path, index_dir: Path | None, manifest: dict |
     return None
 
 
+def _require_manifest(directory: Path, no_manifest: bool, report: VerifyReport) -> None:
+    """A build always writes manifest.json; without it, only shards made by another tool verify."""
+    if not no_manifest and not (directory / MANIFEST_NAME).exists():
+        report.problem(str(directory / MANIFEST_NAME),
+                       "missing, so the shards cannot be checked against the build's record; "
+                       "rebuild, or pass --no_manifest if another tool made these shards")
+
+
+def _stray_problem(path: Path, in_index_dir: bool, shard_names: set[str]) -> str | None:
+    """Why `path`, not a name the build writes here, should not be there (None: an index of a shard here)."""
+    if final_name(path.name) is not None:  # a hidden `.NAME.<tag>.tmp`: an unfinished write
+        return "stray temporary file: an interrupted write; resume the build or delete it"
+    if in_index_dir and path.suffix == ".idx" and SHARD_NAME.fullmatch(path.stem):
+        return None if path.stem in shard_names else "DALI index of a shard that is not there"
+    kind = "directory" if path.is_dir() else "file"
+    glob_hint = " (a train-*/validation-* pattern would read it as a shard)" if path.name.startswith(SPLIT_PREFIXES) else ""
+    return f"stray {kind}: a build does not write it{glob_hint}; move it out of this directory"
+
+
+def _name_inside(directory: Path, path: Path) -> str | None:
+    """The entry of `directory` that holds `path`, or None when `path` is elsewhere or `directory` itself."""
+    directory, path = directory.resolve(), path.resolve()
+    parts = path.relative_to(directory).parts if path.is_relative_to(directory) else ()
+    return parts[0] if parts else None
+
+
 def _stray_files(directory: Path, index_dir: Path | None, shard_names: set[str], report: VerifyReport) -> None:
-    for folder in sorted({directory, index_dir} - {None}):
-        for path in sorted(folder.iterdir()):
-            if STRAY_TEMPORARY.fullmatch(path.name):
-                report.problem(str(path), "stray temporary file: an interrupted write; resume the build or delete it")
+    """Everything in the output and index directories that a build does not write there."""
+    holder = _name_inside(directory, index_dir) if index_dir is not None else None
+    written = {directory.resolve(): set(OUTPUT_FILES) | shard_names | ({holder} if holder else set())}
+    folders = {directory.resolve(): directory}  # by resolved path: the index directory may be the output's
     if index_dir is not None:
-        for path in sorted(index_dir.glob("*.idx")):
-            if path.stem not in shard_names and SHARD_NAME.fullmatch(path.stem):
-                report.problem(str(path), "DALI index of a shard that is not there")
+        folders.setdefault(index_dir.resolve(), index_dir)
+        written.setdefault(index_dir.resolve(), set()).update(INDEX_DIRECTORY_FILES)
+    index_key = index_dir.resolve() if index_dir is not None else None
+    for key, folder in folders.items():
+        for path in sorted(folder.iterdir()):
+            problem = None if path.name in written[key] else _stray_problem(path, key == index_key, shard_names)
+            if problem:
+                report.problem(str(path), problem)
 
 
 def _check_names(names: list[str], manifest: dict | None, report: VerifyReport) -> None:
@@ -419,8 +472,8 @@ def _check_label_consistency(shards: list[ShardReport], report: VerifyReport) ->
     """One synset and text per label, one label per synset, across every shard."""
     first_seen: dict[tuple[int, str, str], str] = {}
     for shard in shards:
-        for triple, offset in shard.classes.items():
-            first_seen.setdefault(triple, f"{shard.name} offset {offset}")
+        for triple, (offset, image) in shard.classes.items():
+            first_seen.setdefault(triple, shard.name + _where_in_shard(offset, image, " "))
     by_label: dict[int, list] = defaultdict(list)
     by_synset: dict[str, set[int]] = defaultdict(set)
     for label, synset, text in first_seen:
@@ -435,33 +488,50 @@ def _check_label_consistency(shards: list[ShardReport], report: VerifyReport) ->
             report.problem(f"synset {synset}", f"has labels {sorted(labels)}")
 
 
+def _shard_name(job: ShardJob) -> str:
+    return Path(job.path).name
+
+
 def _check_shards(jobs: list[ShardJob], num_workers: int) -> list[ShardReport]:
     reports = []
     with tqdm(total=len(jobs), unit="shard", desc="verify", disable=not sys.stderr.isatty()) as bar:
-        for shard in map_unordered(check_shard, jobs, min(num_workers, len(jobs))):
+        for shard in map_unordered(check_shard, jobs, min(num_workers, len(jobs)), describe=_shard_name):
             reports.append(shard)
             bar.update()
     return sorted(reports, key=lambda s: s.name)
 
 
 def verify_directory(directory: Path, deep: bool = False, num_workers: int = 1,
-                     index_dir: Path | None = None) -> VerifyReport:
-    """Check every shard of a build directory; the report lists every problem found."""
+                     index_dir: Path | None = None, no_manifest: bool = False,
+                     max_pixels: int | None = None) -> VerifyReport:
+    """Check every shard of a build directory; the report lists every problem found.
+
+    `no_manifest`: the shards were made by another tool, so a missing manifest.json is no problem.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"{directory}: not a directory; pass the output directory of a build")
     report = VerifyReport(str(directory), None, deep)
     manifest = _load_manifest(directory, report)
+    _require_manifest(directory, no_manifest, report)
     resolved_index_dir = _resolve_index_dir(directory, index_dir, manifest, report)
     report.index_directory = str(resolved_index_dir) if resolved_index_dir else None
     names = sorted(p.name for p in directory.iterdir() if SHARD_NAME.fullmatch(p.name) and p.is_file())
     label_range = _label_range(manifest)
     jobs = [ShardJob(str(directory / name), str(index_path(resolved_index_dir, name)) if resolved_index_dir else None,
-                     deep, label_range) for name in names]
+                     deep, label_range, max_pixels or _build_max_pixels(manifest)) for name in names]
     log.info("verifying %d shards in %s with %d workers", len(jobs), directory, min(num_workers, max(len(jobs), 1)))
     report.shards = _check_shards(jobs, num_workers)
     _collect(report, manifest, set(names))
     return report
+
+
+def _build_max_pixels(manifest: dict | None) -> int:
+    """The pixel limit the build used (manifest.json), so --deep accepts exactly what it stored."""
+    try:
+        return int(manifest["options"]["image"]["max_pixels"])
+    except (TypeError, KeyError, ValueError):
+        return DEFAULT_MAX_PIXELS
 
 
 def _collect(report: VerifyReport, manifest: dict | None, names: set[str]) -> None:
@@ -523,9 +593,9 @@ def report_json(report: VerifyReport) -> dict:
 
 
 def verify_command(path: Path, deep: bool = False, as_json: bool = False, num_workers: int = 1,
-                   index_dir: Path | None = None) -> int:
+                   index_dir: Path | None = None, no_manifest: bool = False, max_pixels: int | None = None) -> int:
     """`--verify DIR`: print the report (table or JSON); 0 if every check holds, else 1."""
-    report = verify_directory(path, deep, num_workers, index_dir)
+    report = verify_directory(path, deep, num_workers, index_dir, no_manifest, max_pixels)
     print(json.dumps(report_json(report), indent=1) if as_json else format_table(report))
     return 0 if report.ok else 1
 
@@ -538,6 +608,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--num_threads", type=int, default=available_cpus(), help="worker processes")
     parser.add_argument("--index_directory", type=Path, help="where the DALI index files are (default DIR/idx)")
+    parser.add_argument("--no_manifest", action="store_true", help=NO_MANIFEST_HELP)
     return parser
 
 
@@ -545,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = _parser().parse_args(argv)
     return run_command(lambda: verify_command(args.directory, args.deep, args.json, args.num_threads,
-                                              args.index_directory))
+                                              args.index_directory, args.no_manifest))
 
 
 if __name__ == "__main__":

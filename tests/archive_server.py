@@ -6,6 +6,7 @@ import base64
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -17,6 +18,9 @@ CUT_ONCE = "cut_once"  # the first GET sends full headers, half the body, then d
 HTML = "html"  # a login page (text/html, 200) instead of the file
 HTML_AS_TAR = "html_as_tar"  # the same page, labelled application/x-tar
 CORRUPT = "corrupt"  # the right length, one byte flipped
+BUSY_ONCE = "busy_once"  # the first GET is answered 503 with Retry-After: 1
+BUSY = "busy"  # every GET is answered so
+# A HEAD request gets the file's true headers (no fault); it is not counted by `gets`.
 
 
 @dataclass
@@ -24,6 +28,9 @@ class Request:
     path: str
     range: str | None
     authorized: bool
+    method: str = "GET"
+    at: float = 0.0  # time.monotonic() when it arrived
+    client_port: int = 0  # the same for requests that share a kept-alive connection
 
 
 @dataclass
@@ -47,9 +54,9 @@ class ArchiveServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.prefix}"
 
     def gets(self, name: str) -> list[Request]:
-        """The authorized requests for one file, in order."""
+        """The authorized GET requests for one file, in order."""
         with self._lock:
-            return [r for r in self.requests if r.path.endswith("/" + name) and r.authorized]
+            return [r for r in self.requests if r.path.endswith("/" + name) and r.authorized and r.method == "GET"]
 
     def close(self) -> None:
         self._httpd.shutdown()
@@ -66,10 +73,14 @@ class ArchiveServer:
             def log_message(self, *args) -> None:  # keep pytest output clean
                 pass
 
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
             def do_GET(self) -> None:
                 authorized = self.headers.get("Authorization") == expected
                 with server._lock:
-                    server.requests.append(Request(self.path, self.headers.get("Range"), authorized))
+                    server.requests.append(Request(self.path, self.headers.get("Range"), authorized, self.command,
+                                                   time.monotonic(), self.client_address[1]))
                 if not authorized:
                     return self._send(401, b"login needed\n", {"WWW-Authenticate": 'Basic realm="ImageNet"'})
                 name = self.path.rsplit("/", 1)[-1]
@@ -77,9 +88,11 @@ class ArchiveServer:
                 if data is None:
                     return self._send(404, b"not found\n")
                 with server._lock:
-                    fault = server.faults.get(name)
-                    if fault == CUT_ONCE:
+                    fault = server.faults.get(name) if self.command == "GET" else None
+                    if fault in (CUT_ONCE, BUSY_ONCE):
                         del server.faults[name]
+                if fault in (BUSY_ONCE, BUSY):
+                    return self._send(503, b"busy\n", {"Retry-After": "1"})
                 if fault in (HTML, HTML_AS_TAR):
                     kind = "text/html; charset=utf-8" if fault == HTML else "application/x-tar"
                     return self._send(200, HTML_PAGE, {"Content-Type": kind})
@@ -104,6 +117,8 @@ class ArchiveServer:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if self.command == "HEAD":
+                    return
                 if cut_at is None:
                     self.wfile.write(body)
                     return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from imagenet_tfrecords.manifest import read_manifest
 from imagenet_tfrecords.sample import Sample, make_sample
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,9 +31,9 @@ def run_build_cli(*args: str | Path, check: bool = True, **kwargs) -> subprocess
 
 
 def finished_shards(output: Path) -> list[str]:
-    """Shards recorded as complete in the output's manifest so far."""
+    """Shards recorded as complete so far: in the output's manifest.json or its journal."""
     try:
-        return list(json.loads((output / "manifest.json").read_text())["shards"])
+        return list(read_manifest(output)["shards"])
     except (FileNotFoundError, ValueError):
         return []
 

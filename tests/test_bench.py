@@ -23,7 +23,8 @@ def test_bench_quick_run_prints_a_complete_report(tmp_path: Path) -> None:
         assert set(row) == {"tf", "pillow", "ours_fast", "ours_default", "ours_best", "reference_q90"}
         for pipeline in ("tf", "pillow", "ours_fast", "ours_default", "ours_best"):
             assert row[pipeline]["images_per_s"] > 0 and 20 < row[pipeline]["psnr_db"] < 60
-    assert set(report["per_core"]["copy"]) == {"read", "tf", "ours"}
+    assert set(report["per_core"]["copy"]) == {"read", "tf", "ours", "ours_unchecked"}
     assert set(report["peak_rss"]) == {"30", "60"}
-    assert set(report["targets"]) == {"default", "fast", "best", "copy_vs_read", "two_processes", "peak_rss"}
+    assert set(report["targets"]) == {"default", "fast", "best", "copy_vs_read", "copy_checked_vs_tf",
+                                      "two_processes", "peak_rss"}
     assert all(isinstance(t["met"], bool) for t in report["targets"].values())

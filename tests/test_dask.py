@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("distributed")
 
 from conftest import run_build_cli, sample_args, shard_digests  # noqa: E402
+from imagenet_tfrecords.atomic import final_name  # noqa: E402
 from dask_cluster import Cluster, dask_cluster  # noqa: E402
 
 BUILD_TIMEOUT_SECONDS = 120
@@ -75,7 +76,7 @@ def test_worker_killed_mid_shard_is_retried(sample, tmp_path: Path) -> None:
         result = build.result(timeout=BUILD_TIMEOUT_SECONDS + 10)
         assert pid not in [p.pid for p in cluster.worker_processes()]
     assert_identical(output, reference)
-    assert (output / temporary.removeprefix(".").removesuffix(".tmp")).exists()
+    assert (output / final_name(temporary)).exists()
     assert re.search(r"^train\s+100\s+100\s+10\s+0\s", result.stdout, re.MULTILINE), result.stdout
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import io
 import os
+import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -14,8 +17,16 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from archive_server import CORRUPT, CUT_ONCE, HTML, HTML_AS_TAR, ArchiveServer
-from ilsvrc_archives import DEVKIT, TRAIN, VAL, WNIDS, Archives, make_archives, tar_bytes
+from archive_server import BUSY, BUSY_ONCE, CORRUPT, CUT_ONCE, HTML, HTML_AS_TAR, ArchiveServer
+from ilsvrc_archives import BBOX, DEVKIT, TRAIN, VAL, WNIDS, Archives, make_archives, tar_bytes
+from conftest import run_build_cli
+from test_bad_input import assert_one_line_error
+
+from imagenet_tfrecords.download.archives import BUILTIN_ARCHIVES
+from imagenet_tfrecords.download.credentials import Credentials
+from imagenet_tfrecords.download.fetch import RetryPolicy, download as fetch_archive, open_source
+from imagenet_tfrecords.download.space import size_text
+from imagenet_tfrecords.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "download_imagenet.py"
@@ -89,13 +100,15 @@ def downloaded(archives: Archives, inputs: dict[str, Path], tmp_path_factory):
 
 
 def test_downloads_verifies_and_unpacks_the_ilsvrc_layout(downloaded, archives: Archives) -> None:
-    target, _, result = downloaded
+    target, server, result = downloaded
     assert result.returncode == 0, result.stderr
     assert_unpacked(target, archives)
     for name, data in archives.files.items():
         assert md5(target / name) == hashlib.md5(data).hexdigest()
     assert not list(target.glob("*.part"))
     assert SECRET not in result.stdout + result.stderr
+    assert all(r.authorized for r in server.requests)  # the login goes with each request: no 401 round trips
+    assert len({r.client_port for r in server.requests}) == 1  # one kept-alive connection for all of them
 
 
 def test_rerun_downloads_and_unpacks_nothing(downloaded, inputs: dict[str, Path]) -> None:
@@ -120,6 +133,7 @@ def test_unpacked_tree_builds_into_shards_that_tf_data_reads(downloaded, archive
         [sys.executable, "build_imagenet_data.py", "--train_directory", str(target / "train"),
          "--validation_directory", str(target / "validation"), "--output_directory", str(output),
          "--train_shards", "2", "--validation_shards", "1", "--labels_file", str(inputs["synsets"]),
+         "--validation_labels_file", str(inputs["val_labels"]),  # the class folders are checked against it
          "--bounding_box_file", str(target / "bounding_boxes.csv")],
         cwd=REPO, env=environment(inputs["home"]), capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
@@ -217,6 +231,7 @@ def test_wrong_access_key_is_one_line_without_the_key(server: ArchiveServer, inp
 
 def test_prompts_on_a_terminal_hide_the_access_key(server: ArchiveServer, archives: Archives,
                                                    inputs: dict[str, Path], tmp_path: Path) -> None:
+    server.faults[VAL] = CUT_ONCE  # a warning while the progress bar is on screen
     target = tmp_path / "imagenet"
     child = pexpect.spawn(
         sys.executable,
@@ -242,6 +257,10 @@ def test_prompts_on_a_terminal_hide_the_access_key(server: ArchiveServer, archiv
     assert USER in shown  # what is typed at a normal prompt is echoed back by the terminal...
     assert SECRET not in shown  # ...but not the access key
     assert "B/s" in shown  # the progress bars
+    warning = re.search(r"\d\d:\d\d:\d\d ILSVRC2012_img_val.tar: connection lost", shown)
+    assert warning, shown
+    line_so_far = shown[:warning.start()].rsplit("\n", 1)[-1].rsplit("\r", 1)[-1]
+    assert line_so_far == "", f"log line glued onto the bar: {line_so_far!r}"  # written through the bar
     assert md5(target / VAL) == hashlib.md5(archives.files[VAL]).hexdigest()
     assert len(list((target / "validation").rglob("*.JPEG"))) == len(archives.validation_labels)
 
@@ -344,3 +363,131 @@ def test_validation_labels_must_be_wnids(archives: Archives, inputs: dict[str, P
     assert result.returncode == 1
     assert f"{labels}:2: expected a wnid" in result.stderr
     assert not (tmp_path / "t" / "validation").exists() and not (tmp_path / "escape").exists()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: bound, then closed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("host, problem", [("refused", "cannot connect (Connection refused)"),
+                                           ("archives.invalid", "cannot resolve the host name")])
+def test_refused_or_unknown_host_fails_after_one_retry(host: str, problem: str, inputs: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    base_url = f"http://{f'127.0.0.1:{closed_port()}' if host == 'refused' else host}/data"
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--base_url", base_url, "--target_dir", str(target), "--files", "devkit,val", "--yes",
+                      IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert_one_line_error(result, f"{base_url}/{DEVKIT}: {problem}", "--base_url", "--from_dir")
+    assert len(re.findall(f"{DEVKIT}: {re.escape(problem)}.*; trying again", result.stderr)) == 1  # each retry is logged
+    assert ".part" not in result.stderr
+    assert not target.exists()
+
+
+def test_retry_after_is_honoured(server: ArchiveServer, archives: Archives, inputs: dict[str, Path],
+                                 tmp_path: Path) -> None:
+    server.faults[DEVKIT] = BUSY_ONCE
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "devkit",
+                      "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    busy, served = server.gets(DEVKIT)  # exactly two: the 503, then the file
+    assert served.at - busy.at >= 1.0  # it waited the second the server asked for (a first retry is immediate)
+    assert "HTTP 503; waiting 1 s as the server asks" in result.stderr
+    assert md5(target / DEVKIT) == hashlib.md5(archives.files[DEVKIT]).hexdigest()
+
+
+def test_a_server_busy_every_time_is_one_error_after_the_policy_s_tries(server: ArchiveServer, archives: Archives,
+                                                                         tmp_path: Path) -> None:
+    server.faults[DEVKIT] = BUSY
+    archive = dataclasses.replace(BUILTIN_ARCHIVES["devkit"], md5=hashlib.md5(archives.files[DEVKIT]).hexdigest())
+    with open_source(server.base_url, Credentials(USER, SECRET), RetryPolicy(attempts=2, first_delay=0)) as source, \
+            pytest.raises(UserError, match=r"HTTP 503 Service Unavailable 2 times in a row; the server is busy or "
+                                           r"down, run again later$"):
+        fetch_archive(source, archive, tmp_path / DEVKIT)
+    assert len(server.gets(DEVKIT)) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_lists_sizes_and_space_before_asking(server: ArchiveServer, archives: Archives,
+                                                  inputs: dict[str, Path], tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    target = home / "imagenet-data"  # the offered default: in the home folder, not the current one
+    child = pexpect.spawn(
+        sys.executable,
+        [str(SCRIPT), "--base_url", server.base_url, "--files", "devkit,val", "--checksums", str(inputs["checksums"]),
+         "--validation_labels_file", str(inputs["val_labels"])],
+        cwd=str(REPO), env=environment(home, IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET), encoding="utf-8",
+        timeout=60, dimensions=(40, 250))
+    transcript = io.StringIO()
+    child.logfile_read = transcript
+    try:
+        child.expect(re.escape(f"Target directory [{target}]: "))
+        child.sendline("")
+        child.expect(r"Go ahead\? \[y/N\]")
+        plan = child.before
+        child.sendline("n")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 1, transcript.getvalue()
+    devkit, val = len(archives.files[DEVKIT]), len(archives.files[VAL])
+    assert f"into {target}:" in plan
+    assert f"{DEVKIT} ({size_text(devkit)}): download, unpack" in plan  # sizes from the server (HEAD)
+    assert f"{VAL} ({size_text(val)}): download, unpack" in plan
+    assert re.search(re.escape(f"space needed: {size_text(2 * (devkit + val))}, ") + r"[\d.]+ [KMG]iB free in "
+                     + re.escape(str(target)), plan), plan
+    assert f"--keep archives needs only {size_text(devkit + val)}" in plan and "--keep extracted" in plan
+    assert "stopped; nothing done" in transcript.getvalue()
+    assert [r.method for r in server.requests] == ["HEAD", "HEAD"] and all(r.authorized for r in server.requests)
+    assert not target.exists()
+
+
+def test_keep_archives_unpacks_nothing_and_the_printed_build_reads_the_tars(
+        server: ArchiveServer, archives: Archives, inputs: dict[str, Path], tmp_path: Path) -> None:
+    target, output = tmp_path / "imagenet", tmp_path / "tfrecords"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--keep", "archives",
+                      "--files", "bbox,val,train", "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in target.iterdir()) == sorted([BBOX, VAL, TRAIN, ".imagenet_download"])
+    for name in (BBOX, VAL, TRAIN):
+        assert md5(target / name) == hashlib.md5(archives.files[name]).hexdigest()
+    command = result.stdout.strip().splitlines()[-1].split()
+    assert command[:2] == ["python", "build_imagenet_data.py"] and command[-2:] == ["--output_directory", "<out>"]
+    assert command[2:-2] == ["--bbox_tar", str(target / BBOX), "--validation_tar", str(target / VAL),
+                             "--train_tar", str(target / TRAIN)]
+    run_build_cli(*command[2:-1], output, "--labels_file", inputs["synsets"], "--validation_labels_file",
+                  inputs["val_labels"], "--train_shards", "2", "--validation_shards", "1", env=environment(inputs["home"]))
+    from tfread import read_split
+
+    train = {r["image/filename"]: r["image/class/synset"] for r in read_split(output, "train")}
+    assert train == {name: wnid for wnid, names in archives.train_images.items() for name in names}
+    assert len(read_split(output, "validation")) == len(archives.validation_labels)
+
+
+def test_keep_extracted_deletes_each_archive_once_unpacked(server: ArchiveServer, archives: Archives,
+                                                           inputs: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "imagenet"
+    first = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--keep", "extracted",
+                     "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert first.returncode == 0, first.stderr
+    assert_unpacked(target, archives)
+    assert not list(target.glob("ILSVRC2012_*.tar*"))
+    requests_before = len(server.requests)
+    again = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--keep", "extracted",
+                     IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr
+    assert len(server.requests) == requests_before
+
+
+def test_keep_extracted_never_deletes_the_from_dir_tarballs(archives: Archives, inputs: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    (tmp_path / DEVKIT).write_bytes(archives.files[DEVKIT])
+    result = download(inputs, "--from_dir", str(tmp_path), "--files", "devkit", "--keep", "extracted",
+                      "--target_dir", str(tmp_path / "t"), "--yes")
+    assert_one_line_error(result, "--keep extracted", str(tmp_path), "--keep both")
+    assert (tmp_path / DEVKIT).read_bytes() == archives.files[DEVKIT]
+    assert not (tmp_path / "t").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tarfile
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from imagenet_tfrecords.bounding_boxes import boxes_from_xml, image_name, write_
 from imagenet_tfrecords.download.archives import looks_like_html, parse_file_keys, select_archives
 from imagenet_tfrecords.download.checksums import read_md5sum_file
 from imagenet_tfrecords.download.fetch import check_base_url
-from imagenet_tfrecords.download.space import ensure_free_space
+from imagenet_tfrecords.download.pipeline import (KEEP_ARCHIVES, KEEP_BOTH, KEEP_EXTRACTED, ArchiveTask, DownloadConfig,
+                                                  ensure_plan_fits, space_needed)
+from imagenet_tfrecords.download.space import GIB, ensure_free_space, free_bytes, size_text
 from imagenet_tfrecords.download.unpack import safe_path
 from imagenet_tfrecords.errors import UserError
 from imagenet_tfrecords.labels import load_bounding_boxes
@@ -122,3 +125,34 @@ def test_base_url_must_be_http_without_credentials(url: str, words: str) -> None
     with pytest.raises(UserError, match=words) as raised:
         check_base_url(url)
     assert "key123" not in str(raised.value)
+
+
+def test_sizes_in_words() -> None:
+    assert [size_text(n) for n in (None, 512, 1536, 5 * (1 << 20), 147_897_477_120)] == [
+        "size unknown", "512 B", "1.5 KiB", "5.0 MiB", "137.7 GiB"]
+
+
+def test_free_space_of_a_folder_not_made_yet_is_its_parent_s(tmp_path: Path) -> None:
+    assert free_bytes(tmp_path / "not" / "yet") > 0
+    assert not (tmp_path / "not").exists()
+
+
+def test_space_needed_for_each_keep() -> None:
+    """devkit 1 GiB to download (0.25 of it there already), val 6 GiB on disk, train 138 GiB to download."""
+    archives = select_archives(parse_file_keys("devkit,val,train"), None)
+    devkit, val, train = (ArchiveTask(a, Path(a.name), fetch, False, True, resume, size * GIB) for a, fetch, resume, size
+                          in zip(archives, (True, False, True), (GIB // 4, 0, 0), (1, 6, 138)))
+    tasks = [devkit, val, train]
+    assert space_needed(tasks, KEEP_BOTH) == (0.75 + 138 + 1 + 6 + 138) * GIB  # downloads, then every unpack
+    assert space_needed([dataclasses.replace(t, unpack=False) for t in tasks], KEEP_ARCHIVES) == (0.75 + 138) * GIB
+    assert space_needed(tasks, KEEP_EXTRACTED) == (0.75 + 138 + 138) * GIB  # the peak: train and its copy
+
+
+def test_a_plan_too_big_for_the_disk_names_keep_archives_when_that_fits(tmp_path: Path) -> None:
+    train = select_archives(["train"], None)[0]
+    size = int(free_bytes(tmp_path) * 0.6)  # the archive fits, the archive and its unpacked copy do not
+    tasks = [ArchiveTask(train, tmp_path / train.name, True, False, True, 0, size)]
+    with pytest.raises(UserError, match=r"not enough disk space to carry out this plan.*or pass --keep archives"):
+        ensure_plan_fits(DownloadConfig(tmp_path / "t", (train,), "http://mirror"), tasks)
+    ensure_plan_fits(DownloadConfig(tmp_path / "t", (train,), "http://mirror", keep=KEEP_ARCHIVES),
+                     [dataclasses.replace(tasks[0], unpack=False)])

@@ -9,7 +9,7 @@ import pytest
 
 from imagenet_tfrecords.errors import UserError
 from imagenet_tfrecords.labels import ClassTable
-from imagenet_tfrecords.sources import scan_flat_validation
+from imagenet_tfrecords.sources import scan_flat_validation, scan_split
 
 CLASSES = ClassTable(("n01440764", "n02119789"), ("tench", "kit fox"))
 LABELS = ["n02119789", "n01440764", "n09999999"]
@@ -28,3 +28,10 @@ def test_an_unknown_label_names_the_file_or_member(members, where: str) -> None:
     with pytest.raises(UserError, match="n09999999 is not a synset") as caught:
         scan_flat_validation(root, CLASSES, ["ILSVRC2012_val_00000003.JPEG"], LABELS, members)
     assert str(caught.value).startswith(where + ":")
+
+
+def test_a_split_folder_that_is_a_link_loop_is_named(tmp_path: Path) -> None:
+    (tmp_path / "train").symlink_to("train")
+    with pytest.raises(UserError, match="a symbolic link loop") as caught:
+        scan_split("train", tmp_path / "train", CLASSES, None)
+    assert str(caught.value).startswith(f"{tmp_path / 'train'}:")

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, run_build_cli, sample_args
+from ilsvrc_archives import tar_bytes
 from imagenet_tfrecords.dali_index import compute_index, iter_records, open_shard, write_index
 from imagenet_tfrecords.proto.imgrec_example_pb2 import Example
 from imagenet_tfrecords.records import frame_record
@@ -40,6 +41,13 @@ def problem_lines(report: dict) -> list[str]:
 
 def record_offsets(shard: Path) -> list[int]:
     return [offset for offset, _ in compute_index(shard)]
+
+
+def record_filenames(shard: Path) -> list[str]:
+    handle, size = open_shard(shard)
+    with handle:
+        return [Example.FromString(record.payload).features.feature["image/filename"].bytes_list.value[0].decode()
+                for record in iter_records(handle, size)]
 
 
 def rewrite_shard(shard: Path, change: Callable[[int, Example], None]) -> None:
@@ -168,7 +176,7 @@ def test_class_sorted_shards_are_flagged(build: Path) -> None:
         shard.write_bytes(b"".join(frame_record(p) for p in payloads[k * quarter:(k + 1) * quarter]))
         write_index(shard, build / "idx")
     (build / "manifest.json").unlink()
-    code, report = verify(build)
+    code, report = verify(build, "--no_manifest")
     assert code == 1
     lines = problem_lines(report)
     assert len(lines) == 4, lines
@@ -188,13 +196,13 @@ def test_label_out_of_range_and_inconsistent_synset(build: Path) -> None:
 
     shard = build / TRAIN_SHARD
     rewrite_shard(shard, damage)
-    offsets = record_offsets(shard)
+    offsets, images = record_offsets(shard), record_filenames(shard)
     code, report = verify(build)
     assert code == 1
     lines = problem_lines(report)
-    assert f"{TRAIN_SHARD}: offset {offsets[0]}: label 0 is outside 1..1000" in lines
-    assert any(line.startswith("label ") and "'n99999999'" in line and f"{TRAIN_SHARD} offset {offsets[1]}" in line
-               for line in lines), lines
+    assert f"{TRAIN_SHARD}: offset {offsets[0]} ({images[0]}): label 0 is outside 1..1000" in lines
+    assert any(line.startswith("label ") and "'n99999999'" in line
+               and f"{TRAIN_SHARD} offset {offsets[1]} ({images[1]})" in line for line in lines), lines
 
 
 def test_deep_finds_a_grayscale_image_labelled_rgb(build: Path) -> None:
@@ -209,10 +217,12 @@ def test_deep_finds_a_grayscale_image_labelled_rgb(build: Path) -> None:
     shard = build / TRAIN_SHARD
     rewrite_shard(shard, to_grayscale)
     (build / "manifest.json").unlink()  # the shard's bytes change; only --deep can tell what is wrong
-    assert verify(build)[0] == 0
-    code, report = verify(build, "--deep")
+    assert verify(build, "--no_manifest")[0] == 0
+    code, report = verify(build, "--deep", "--no_manifest")
     assert code == 1
-    assert problem_lines(report) == [f"{TRAIN_SHARD}: offset {record_offsets(shard)[4]}: image is L, not 3-channel RGB"]
+    offset, image = record_offsets(shard)[4], record_filenames(shard)[4]
+    assert problem_lines(report) == [f"{TRAIN_SHARD}: offset {offset} ({image}): image is L, not 3-channel RGB"]
+    assert report["problems"][0]["image"] == image
 
 
 def test_missing_directory_is_one_line(tmp_path: Path) -> None:
@@ -249,3 +259,58 @@ def test_a_build_without_indexes_verifies_without_them(sample, tmp_path: Path) -
     code, report = verify(tmp_path)
     assert code == 0 and report["index_directory"] is None
     assert any("no DALI indexes" in note for note in report["notes"])
+
+
+def test_missing_manifest_fails_unless_the_shards_were_made_elsewhere(build: Path) -> None:
+    (build / "manifest.json").unlink()
+    code, report = verify(build)
+    assert code == 1
+    assert problem_lines(report) == [
+        f"{build / 'manifest.json'}: missing, so the shards cannot be checked against the build's record; "
+        "rebuild, or pass --no_manifest if another tool made these shards"]
+    code, report = verify(build, "--no_manifest")
+    assert code == 0 and report["problems"] == []
+    assert any("no manifest.json" in note for note in report["notes"])
+
+
+def test_stray_files_are_listed(build: Path) -> None:
+    (build / "README.txt").write_text("notes")
+    (build / f"{TRAIN_SHARD}.bak").write_bytes((build / TRAIN_SHARD).read_bytes())
+    (build / "old").mkdir()
+    (build / "idx" / "notes.txt").write_text("notes")
+    code, report = verify(build)
+    assert code == 1
+    assert problem_lines(report) == [
+        f"{build / 'README.txt'}: stray file: a build does not write it; move it out of this directory",
+        f"{build / 'old'}: stray directory: a build does not write it; move it out of this directory",
+        f"{build / TRAIN_SHARD}.bak: stray file: a build does not write it (a train-*/validation-* pattern would "
+        "read it as a shard); move it out of this directory",
+        f"{build / 'idx' / 'notes.txt'}: stray file: a build does not write it; move it out of this directory",
+    ]
+
+
+def test_everything_a_tar_build_with_bad_images_writes_is_expected(sample, tmp_path: Path) -> None:
+    """A build from a tar (tar index cache) that left out a bad image (bad_images.tsv) verifies clean."""
+    good = [(p.name, p.read_bytes()) for p in sorted((sample.train_dir / "n01440764").iterdir())[:3]]
+    train = tmp_path / "train.tar"
+    train.write_bytes(tar_bytes([("n01440764.tar", tar_bytes([*good, ("n01440764_9.JPEG", b"<html>gone</html>")]))]))
+    output = tmp_path / "out"
+    run_build_cli("--train_tar", train, "--output_directory", output, "--train_shards", "1", "--skip_bad_images")
+    assert {".tar_index", "bad_images.tsv", "manifest.json", "idx"} <= {p.name for p in output.iterdir()}
+    code, report = verify(output)
+    assert code == 0, report["problems"]
+
+
+def test_a_record_that_breaks_the_schema_names_its_image(build: Path) -> None:
+    def drop_height(k: int, example: Example) -> None:
+        if k == 2:
+            del example.features.feature["image/height"]
+
+    shard = build / TRAIN_SHARD
+    rewrite_shard(shard, drop_height)
+    (build / "manifest.json").unlink()
+    code, report = verify(build, "--no_manifest")
+    assert code == 1
+    offset, image = record_offsets(shard)[2], record_filenames(shard)[2]
+    assert problem_lines(report) == [
+        f"{TRAIN_SHARD}: offset {offset} ({image}): schema: missing keys ['image/height'], unexpected keys []"]

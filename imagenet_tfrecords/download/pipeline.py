@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
@@ -12,14 +12,18 @@ from ..labels import DEFAULT_LABELS_FILE, load_validation_labels, load_wnids
 from . import state
 from .archives import Archive, looks_like_html
 from .checksums import md5_of_file
-from .credentials import Credentials
-from .fetch import download
-from .space import GIB, ensure_free_space
+from .fetch import ArchiveSource, download, remote_size
+from .space import GIB, ensure_free_space, free_bytes, size_text
 from .unpack import OUTPUTS, UnpackOptions, unpack, unpacked_size
 
 log = logging.getLogger(__name__)
 
 WNID = re.compile(r"n\d{8}")
+# --keep: what stays on disk. The builder reads the archives in place (--train_tar, --validation_tar,
+# --devkit, --bbox_tar) or the unpacked tree (--train_directory, --validation_directory, ...).
+KEEP_BOTH, KEEP_ARCHIVES, KEEP_EXTRACTED = "both", "archives", "extracted"
+KEEP_CHOICES = (KEEP_BOTH, KEEP_ARCHIVES, KEEP_EXTRACTED)
+BUILDER_FLAGS = {"train": "--train_tar", "val": "--validation_tar", "devkit": "--devkit", "bbox": "--bbox_tar"}
 
 
 @dataclass(frozen=True)
@@ -28,9 +32,18 @@ class DownloadConfig:
     archives: tuple[Archive, ...]
     base_url: str
     from_dir: Path | None = None  # import tarballs from here instead of downloading
-    extract: bool = True
+    keep: str = KEEP_BOTH
     flat_validation: bool = False
     validation_labels_file: Path = Path()
+
+    def __post_init__(self) -> None:
+        if self.keep == KEEP_EXTRACTED and self.from_dir is not None:
+            raise UserError(f"--keep extracted deletes the archives once unpacked, and those in --from_dir "
+                            f"{self.from_dir} are yours: use --keep both (they are not copied) or --keep archives")
+
+    @property
+    def extract(self) -> bool:
+        return self.keep != KEEP_ARCHIVES
 
     def marker_options(self, archive: Archive) -> dict:
         """What a finished unpack of `archive` depended on, besides its bytes."""
@@ -47,6 +60,7 @@ class ArchiveTask:
     verify: bool  # it is there but not yet checked against its MD5
     unpack: bool
     resume_from: int = 0
+    size: int | None = None  # the archive's bytes: published, on disk, or as the server says
 
     @property
     def pending(self) -> bool:
@@ -61,7 +75,7 @@ class ArchiveTask:
             steps.append(f"check MD5 of {self.source}")
         if self.unpack:
             steps.append("unpack")
-        return f"{self.archive.name}: {', '.join(steps) or 'done already'}"
+        return f"{self.archive.name} ({size_text(self.size)}): {', '.join(steps) or 'done already'}"
 
 
 def plan_archives(config: DownloadConfig) -> list[ArchiveTask]:
@@ -87,20 +101,59 @@ def plan_archives(config: DownloadConfig) -> list[ArchiveTask]:
         part = source.with_name(source.name + ".part")
         resume_from = part.stat().st_size if not present and part.is_file() else 0
         verified = present and state.is_verified(config.target_dir, archive, source)
-        tasks.append(ArchiveTask(archive, source, not present, present and not verified, config.extract, resume_from))
+        size = archive.size or (source.stat().st_size if present else None)
+        tasks.append(ArchiveTask(archive, source, not present, present and not verified, config.extract,
+                                 resume_from, size))
     return tasks
 
 
-def space_needed(tasks: list[ArchiveTask]) -> int:
-    """Bytes the whole plan will write, as far as sizes are known before starting."""
-    needed = 0
+def with_remote_sizes(tasks: list[ArchiveTask], source: ArchiveSource) -> list[ArchiveTask]:
+    """The plan with the server's length of each download whose size is not published."""
+    return [replace(task, size=remote_size(source, task.archive)) if task.fetch and task.size is None else task
+            for task in tasks]
+
+
+def space_needed(tasks: list[ArchiveTask], keep: str) -> int:
+    """The most bytes the plan adds to the disk at any moment: the downloads, then each unpack (about the
+    archive's size); with --keep extracted an archive in the target is deleted once it is unpacked."""
+    added = sum(max((task.size or 0) - task.resume_from, 0) for task in tasks if task.fetch)
+    peak = added
     for task in tasks:
-        size = task.archive.size or (task.source.stat().st_size if task.source.is_file() else 0)
-        if task.fetch and task.archive.size:
-            needed += max(task.archive.size - task.resume_from, 0)
-        if task.unpack and task.archive.key in ("train", "val"):
-            needed += size
-    return needed
+        if task.unpack:
+            added += task.size or 0
+            peak = max(peak, added)
+            if keep == KEEP_EXTRACTED:
+                added -= task.size or 0
+    return peak
+
+
+def _archives_only(tasks: list[ArchiveTask]) -> int:
+    return space_needed([replace(task, unpack=False) for task in tasks], KEEP_ARCHIVES)
+
+
+def space_lines(config: DownloadConfig, tasks: list[ArchiveTask]) -> list[str]:
+    """The plan's lines about disk space: what it needs against what is free, and what --keep would save."""
+    needed, free = space_needed(tasks, config.keep), free_bytes(config.target_dir)
+    lines = [f"space needed: {size_text(needed)}, {size_text(free)} free in {config.target_dir}"]
+    if config.keep == KEEP_BOTH and any(task.unpack for task in tasks):
+        lines.append(f"  to save space: --keep archives needs only {size_text(_archives_only(tasks))} (nothing "
+                     "unpacked: the builder reads the tars in place with --train_tar, --validation_tar, --devkit, "
+                     "--bbox_tar); --keep extracted deletes each archive once it is unpacked")
+    return lines
+
+
+def ensure_plan_fits(config: DownloadConfig, tasks: list[ArchiveTask]) -> None:
+    """A UserError when the plan needs more than the free space, naming --keep archives when that would fit."""
+    archives_only = _archives_only(tasks)
+    instead = f", or pass --keep archives (needs {size_text(archives_only)})" \
+        if config.keep != KEEP_ARCHIVES and archives_only <= free_bytes(config.target_dir) else ""
+    ensure_free_space(config.target_dir, space_needed(tasks, config.keep), "carry out this plan", instead)
+
+
+def builder_command(tasks: list[ArchiveTask]) -> str:
+    """The build command that reads the kept archives in place."""
+    flags = " ".join(f"{BUILDER_FLAGS[task.archive.key]} {task.source}" for task in tasks)
+    return f"python build_imagenet_data.py {flags} --output_directory <out>"
 
 
 def _validation_labels(path: Path) -> tuple[str, ...]:
@@ -138,18 +191,19 @@ def _verify(task: ArchiveTask) -> None:
     log.info("%s: MD5 ok", source)
 
 
-def run(config: DownloadConfig, tasks: list[ArchiveTask], credentials: Credentials | None) -> None:
-    """Fetch or check every archive of the plan, then unpack each once."""
+def run(config: DownloadConfig, tasks: list[ArchiveTask], source: ArchiveSource | None) -> None:
+    """Fetch (from `source`) or check every archive of the plan, then unpack each once; with --keep extracted
+    delete each archive once it is unpacked."""
     target = config.target_dir
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{target}: cannot create the target directory ({exc.strerror}); pick another --target_dir") from None
-    ensure_free_space(target, space_needed(tasks), "download and unpack these archives")
+    ensure_plan_fits(config, tasks)
     options = _unpack_options(config, tasks)
     for task in tasks:
         if task.fetch:
-            download(config.base_url, task.archive, task.source, credentials)
+            download(source, task.archive, task.source)
         elif task.verify:
             _verify(task)
         if task.fetch or task.verify:
@@ -161,3 +215,6 @@ def run(config: DownloadConfig, tasks: list[ArchiveTask], credentials: Credentia
             ensure_free_space(target, unpacked_size(task.source), f"unpack {task.archive.name}")
             unpack(task.archive, task.source, target, options)
             state.record_unpacked(target, task.archive, config.marker_options(task.archive))
+            if config.keep == KEEP_EXTRACTED:
+                task.source.unlink()
+                log.info("%s: unpacked, so deleted (--keep extracted)", task.source)

@@ -1,4 +1,4 @@
-"""Free-space checks, made before a download or an unpack starts."""
+"""Free-space checks, made before a download or an unpack starts, and sizes in words."""
 
 from __future__ import annotations
 
@@ -7,14 +7,33 @@ from pathlib import Path
 
 from ..errors import UserError
 
-GIB = 1 << 30
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 
 
-def ensure_free_space(directory: Path, needed: int, what: str) -> None:
-    """UserError when `directory` has fewer than `needed` free bytes for `what`."""
-    free = shutil.disk_usage(directory).free
+def free_bytes(directory: Path) -> int:
+    """Free bytes where `directory` is or will be (its nearest existing parent, before it is made)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return shutil.disk_usage(existing).free
+
+
+def size_text(size: int | None) -> str:
+    """1536 -> '1.5 KiB', as a plan shows sizes; None -> 'size unknown'."""
+    if size is None:
+        return "size unknown"
+    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", KIB)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def ensure_free_space(directory: Path, needed: int, what: str, instead: str = "") -> None:
+    """UserError when `directory` has fewer than `needed` free bytes for `what`; `instead` ends the line
+    with another way out."""
+    free = free_bytes(directory)
     if needed > free:
         raise UserError(
             f"{directory}: not enough disk space to {what}: needs {needed / GIB:.2f} GiB, "
-            f"{free / GIB:.2f} GiB free; free some space or pick another --target_dir"
+            f"{free / GIB:.2f} GiB free; free some space or pick another --target_dir{instead}"
         )

@@ -7,9 +7,9 @@ a marker per archive records a finished unpack (and the options it used).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from ..atomic import write_atomically
 from .archives import Archive
 
 STATE_DIR = ".imagenet_download"
@@ -28,9 +28,7 @@ def _read(path: Path) -> dict:
 
 def _write(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(record, indent=1) + "\n", "the download state")
 
 
 def _fingerprint(path: Path) -> dict:

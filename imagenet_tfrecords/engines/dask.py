@@ -4,7 +4,8 @@ The scheduler and every worker must import this package (same checkout or virtua
 each node, or `pip install .[dask]`): the scheduler unpickles the specs too. Every worker
 must see the input and output directories at the same paths.
 A worker that dies mid-shard leaves only a temporary file; the scheduler reruns its task
-elsewhere (up to `distributed.scheduler.allowed-failures` times) and the rerun overwrites it.
+elsewhere (up to `distributed.scheduler.allowed-failures` times), the rerun writes a temporary
+of its own, and the build removes the dead one's at the end.
 """
 
 from __future__ import annotations

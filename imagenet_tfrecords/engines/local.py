@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from functools import partial
+from operator import attrgetter
 
 from ..plan import ShardSpec
 from ..pool import map_unordered
@@ -11,5 +12,9 @@ from ..shard import ShardResult, write_shard
 
 
 def run_local(specs: Iterable[ShardSpec], num_workers: int, skip_bad_images: bool) -> Iterator[ShardResult]:
-    """Yield each shard's result as it completes (in any order); specs are pulled lazily."""
-    return map_unordered(partial(write_shard, skip_bad_images=skip_bad_images), specs, num_workers)
+    """Yield each shard's result as it completes (in any order); specs are pulled lazily.
+
+    A worker that dies mid-shard (killed, out of memory) is replaced and the shard written again.
+    """
+    return map_unordered(partial(write_shard, skip_bad_images=skip_bad_images), specs, num_workers,
+                         describe=attrgetter("name"))
