@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Ask for the build options (raw data, output, resizing, JPEG quality) and run build_imagenet_data.py. See `--help`."""
+"""Ask for the build options (data, output, resizing, quality, labels), run build_imagenet_data.py. See `--help`."""
 
 import sys
 from pathlib import Path

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Free host memory for a build: report it, sync and drop the page cache, offer to end stale builds. See `--help`."""
+"""Free host memory for a build: report it, sync and drop the page cache, offer to end idle leftovers. See `--help`."""
 
 import sys
 

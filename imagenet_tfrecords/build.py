@@ -27,9 +27,11 @@ from .labels import (
     load_validation_labels,
 )
 from .atomic import write_atomically
+from .dataset_info import write_dataset_info
 from .manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, remove_stale_temporaries
 from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
+from .shard_count import fitted_shard_count
 from .shard import BadImage, ShardResult
 from .sources import Ignored, SplitImages, scan_flat_validation, scan_split, warn_ignored
 from .tar_index import INDEX_DIR, index_tar, load_bounding_box_tar
@@ -42,8 +44,8 @@ class BuildConfig:
     output_dir: Path
     train_dir: Path | None = None
     validation_dir: Path | None = None
-    train_shards: int = 1024
-    validation_shards: int = 128
+    train_shards: int | None = None  # None: fitted to the data (shard_count); the manifest's splits get the count
+    validation_shards: int | None = None
     num_workers: int = 1
     labels_file: Path = DEFAULT_LABELS_FILE
     metadata_file: Path = DEFAULT_METADATA_FILE
@@ -153,7 +155,8 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
         present = images.classes_present(len(classes.wnids))
         if present < len(classes.wnids):
             log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))
-        plans.append(plan_split(split, images, shards))
+        num_shards = shards if shards is not None else fitted_shard_count(split, len(images))
+        plans.append(plan_split(split, images, num_shards))
     return plans
 
 
@@ -229,6 +232,19 @@ def _tsv_field(value: str) -> str:
     return value.translate(_TSV_ESCAPES)
 
 
+def _check_shard_counts(plans: list[SplitPlan], manifest: Manifest) -> None:
+    """A split already in the directory keeps its shard count, so a count fitted to data that has changed
+    since cannot leave the earlier shards beside the new ones."""
+    for plan in plans:
+        recorded = manifest.data.get("splits", {}).get(plan.split, {}).get("shards", plan.num_shards)
+        if recorded != plan.num_shards:
+            raise UserError(
+                f"{manifest.path.parent}: holds the {plan.split} split in {recorded} shards, but its "
+                f"{len(plan.images)} images now make {plan.num_shards}; use another --output_directory, "
+                "or delete its shards and manifest.json"
+            )
+
+
 def run_build(config: BuildConfig) -> list[SplitSummary]:
     """Build every requested split into `config.output_dir`; resumes an interrupted build."""
     classes = load_class_table(config.labels_file, config.metadata_file, config.label_offset)
@@ -238,6 +254,7 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
         boxes = _load_boxes(config, classes)
         plans = _scan_and_plan(config, classes)
         with Manifest.open(output_dir, config.manifest_options()) as manifest:
+            _check_shard_counts(plans, manifest)
             manifest.record_index_directory(config.index_dir)
             for directory in directories:
                 for name in remove_stale_temporaries(directory):
@@ -248,4 +265,5 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
                 for directory in directories:
                     remove_stale_temporaries(directory)
         _write_bad_image_report(output_dir, manifest)
+        write_dataset_info(output_dir, manifest.data, classes)
     return summaries

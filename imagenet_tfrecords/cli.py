@@ -12,6 +12,7 @@ from .acceptance import DEFAULT_MAX_PIXELS
 from .imaging import ImageOptions, ResizeMode, ResizeQuality
 from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
 from .pool import available_cpus
+from .shard_count import SHARD_RULE
 from .sources import resolve
 from .verify import NO_MANIFEST_HELP
 
@@ -61,8 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     tars.add_argument("--from_tars", action="store_true",
                       help="with --sample: also pack the sample as the ILSVRC tarballs (DIR/tars) and build from those")
     shards = parser.add_argument_group("sharding and workers")
-    shards.add_argument("--train_shards", type=_positive, help="number of train shards (default 1024)")
-    shards.add_argument("--validation_shards", type=_positive, help="number of validation shards (default 128)")
+    shards.add_argument("--train_shards", type=_positive,
+                        help=f"number of train shards (default: fitted to the data, {SHARD_RULE})")
+    shards.add_argument("--validation_shards", type=_positive,
+                        help="number of validation shards (default: fitted to the data, as for train)")
     shards.add_argument("--num_threads", type=_positive, default=available_cpus(),
                         help="worker processes (default: CPU count); the output does not depend on it")
     labels = parser.add_argument_group("labels")
@@ -119,7 +122,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     train_dir, validation_dir, output_dir, bounding_box_file = (
         args.train_directory, args.validation_directory, args.output_directory, args.bounding_box_file)
     train_tar, validation_tar, devkit, bbox_tar = args.train_tar, args.validation_tar, args.devkit, args.bbox_tar
-    train_shards, validation_shards = args.train_shards or 1024, args.validation_shards or 128
+    train_shards, validation_shards = args.train_shards, args.validation_shards  # None: fitted to the data
     if args.sample is not None:
         from .sample import make_sample
 

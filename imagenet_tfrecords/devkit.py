@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .optional import require
 from .sources import FLAT_VALIDATION_NAME, SplitImages, cannot_read
 
 META_MAT = "data/meta.mat"
@@ -55,10 +56,9 @@ def _devkit_files(path: Path) -> dict[str, bytes]:
 
 def leaf_wnids(meta_mat: bytes, label: str) -> dict[int, str]:
     """ILSVRC2012_ID -> wnid for the leaf synsets of a devkit meta.mat."""
-    from scipy.io import loadmat  # only needed with --devkit
-
+    scipy_io = require("scipy.io", "scipy", "--devkit")
     try:
-        synsets = loadmat(io.BytesIO(meta_mat), squeeze_me=True)["synsets"]
+        synsets = scipy_io.loadmat(io.BytesIO(meta_mat), squeeze_me=True)["synsets"]
         ids, wnids, children = synsets["ILSVRC2012_ID"], synsets["WNID"], synsets["num_children"]
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{label}: not a devkit meta.mat with a 'synsets' struct ({exc})") from None

@@ -14,18 +14,26 @@ from typing import TypeVar
 from . import cli
 from .download.archives import BUILTIN_ARCHIVES
 from .errors import UserError, run_command
-from .imaging import ResizeMode
-from .memory import GIB, gib, read_memory
+from .imaging import ResizeMode, ResizeQuality
+from .memory import GIB, MIB, gib, read_memory
+from .pool import available_cpus
 from .prompts import Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory, parse_int_in
 from .purge import PurgeOptions, purge
 
 DATA_DIR_ENV = "IMAGENET_DATA_DIR"
 OUTPUT_DIR_ENV = "PROTO_OUT_DIR"
 BOUNDING_BOX_FILE = "bounding_boxes.csv"  # what download_imagenet.py leaves beside train/ and validation/
-DEFAULT_MIN_FREE_GIB = 16.0  # the seed README: "at least 16 GB RAM free, and preferably 32 GB"
+# What a build needs (README "Memory", measured): the parent about 60 MiB of libraries plus 106 bytes an
+# image (130 MiB for ImageNet's train names and labels); each worker about 55 MiB of libraries, an 8 MiB
+# write buffer and one decoded image (a 24-megapixel photo is 72 MiB of RGB). Rounded up.
+PARENT_NEED = 256 * MIB
+WORKER_NEED = 160 * MIB
 RESIZED, ORIGINAL = "resized", "original"
 MODES = tuple(m.value for m in ResizeMode)
+QUALITIES = tuple(q.value for q in ResizeQuality)
 RESIZE_ALIASES = {"r": RESIZED, "resize": RESIZED, "y": RESIZED, "yes": RESIZED, "o": ORIGINAL, "n": ORIGINAL, "no": ORIGINAL}
+LABEL_OFFSETS = ("1", "0")
+LABEL_ALIASES = {"inception": "1", "tfds": "0", "torchvision": "0"}
 T = TypeVar("T")
 
 
@@ -38,6 +46,7 @@ class Answers:
     width: int
     mode: str
     quality: int
+    label_offset: int
 
     @property
     def train_dir(self) -> Path | None:
@@ -87,18 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="store pre-resized images (recommended, the default)")
     resize.add_argument("--no_resize", dest="resize", action="store_const", const=ORIGINAL,
                         help="store the original images")
-    parser.add_argument("--new_height", help="height after resizing (default 256; the seed used 352)")
-    parser.add_argument("--new_width", help="width after resizing (default 256; the seed used 352)")
+    parser.add_argument("--new_height",
+                        help="height after resizing (default 256; the original NVIDIA scripts used 352)")
+    parser.add_argument("--new_width", help="width after resizing (default: the height)")
     parser.add_argument("--resize_mode", help=f"one of {', '.join(MODES)} (default stretch: aspect not kept)")
     parser.add_argument("--jpeg_q", help="JPEG quality, 1..100 (default 90, recommended)")
+    parser.add_argument("--label_offset", help="1: labels 1..1000 with 0 as background (Inception, Model Garden; "
+                        "the default); 0: labels 0..999 (TFDS, torchvision)")
     parser.add_argument("--yes", action="store_true", help="ask nothing: take flags, environment, then defaults")
-    parser.add_argument("--min_free_gb", type=float, default=DEFAULT_MIN_FREE_GIB, metavar="GB",
-                        help=f"before a training-set build, offer to purge memory below GB GiB available "
-                        f"(default {DEFAULT_MIN_FREE_GIB:g})")
+    parser.add_argument("--min_free_gb", type=float, metavar="GB",
+                        help="before a training-set build, offer to purge memory below GB GiB available (default: "
+                        f"what the build needs, {PARENT_NEED // MIB} MiB plus {WORKER_NEED // MIB} MiB a worker)")
     passed = parser.add_argument_group("passed on to build_imagenet_data.py")
-    passed.add_argument("--train_shards", type=_positive, help="number of train shards (default 1024)")
-    passed.add_argument("--validation_shards", type=_positive, help="number of validation shards (default 128)")
+    passed.add_argument("--train_shards", type=_positive, help="number of train shards (default: fitted to the data, "
+                        "1024 for ImageNet)")
+    passed.add_argument("--validation_shards", type=_positive, help="number of validation shards (default: fitted "
+                        "to the data, 128 for ImageNet)")
     passed.add_argument("--num_threads", type=_positive, help="worker processes (default: CPU count)")
+    passed.add_argument("--resize_quality", choices=QUALITIES, help="resampling preset: fast, default or best")
+    passed.add_argument("--skip_bad_images", action="store_true",
+                        help="leave out unreadable images, listing them in bad_images.tsv, instead of stopping")
     return parser
 
 
@@ -112,7 +129,8 @@ def parse_data_dir(text: str) -> Path:
 
 
 def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, str]) -> Answers:
-    """Every answer, in the seed's order: the flag if given, else the terminal, else the env variable or default."""
+    """Every answer, in the original scripts' order (the label convention last): the flag if given, else the
+    terminal, else the environment variable or default."""
 
     def ask(text: str, parse: Callable[[str], T], default: str | None, flag: str, variable: str = "") -> T:
         how = f"{flag} or set {variable}" if variable else flag
@@ -126,15 +144,18 @@ def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, 
                  parse_choice((RESIZED, ORIGINAL), RESIZE_ALIASES), RESIZED, "--resize") == RESIZED
     height, width, mode = 256, 256, ResizeMode.STRETCH.value
     if resize:
-        height = ask("Height after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
-                     parse_int_in(1), "256", "--new_height")
-        width = ask("Width after resizing, in pixels (the seed used 352; stretch mode does not keep the aspect ratio)?",
-                    parse_int_in(1), "256", "--new_width")
-        mode = ask("Resize mode: stretch (exactly HxW, aspect NOT kept, as the seed), shorter_side (keep aspect, "
-                   "cover HxW), center_crop (shorter_side, then the centre HxW)?", parse_choice(MODES),
+        height = ask("Height after resizing, in pixels (the original NVIDIA scripts used 352; stretch mode does not "
+                     "keep the aspect ratio)?", parse_int_in(1), "256", "--new_height")
+        width = ask("Width after resizing, in pixels (Enter: the same as the height)?", parse_int_in(1), str(height),
+                    "--new_width")
+        mode = ask("Resize mode: stretch (exactly HxW, aspect NOT kept, as the original NVIDIA scripts), shorter_side "
+                   "(keep aspect, cover HxW), center_crop (shorter_side, then the centre HxW)?", parse_choice(MODES),
                    ResizeMode.STRETCH.value, "--resize_mode")
     quality = ask("JPEG quality of re-encoded images, 1..100 (90 recommended)?", parse_int_in(1, 100), "90", "--jpeg_q")
-    return Answers(data_dir, output_dir, resize, height, width, mode, quality)
+    label_offset = ask("Label convention: 1 (labels 1..1000, 0 = background: what the Inception and Model Garden "
+                       "scripts expect) or 0 (labels 0..999: as TFDS and torchvision)?",
+                       parse_choice(LABEL_OFFSETS, LABEL_ALIASES), "1", "--label_offset")
+    return Answers(data_dir, output_dir, resize, height, width, mode, quality, int(label_offset))
 
 
 def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
@@ -155,7 +176,9 @@ def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
     if answers.resize:
         argv += ["--resize_images", "--new_height", str(answers.height), "--new_width", str(answers.width),
                  "--resize_mode", answers.mode]
-    argv += ["--jpeg_q", str(answers.quality)]
+    argv += ["--resize_quality", args.resize_quality] if args.resize_quality else []
+    argv += ["--jpeg_q", str(answers.quality), "--label_offset", str(answers.label_offset)]
+    argv += ["--skip_bad_images"] if args.skip_bad_images else []
     return argv
 
 
@@ -169,17 +192,22 @@ def command_line(argv: list[str], build_script: Path) -> str:
     return shlex.join([sys.executable, str(script), *argv])
 
 
-def check_memory(min_free_gib: float, prompter: Prompter) -> None:
-    """Before a training-set build: warn when memory is low and offer (never run silently) the purge."""
+def memory_need(workers: int) -> int:
+    """Bytes a build with `workers` worker processes needs, by the measured figures above."""
+    return PARENT_NEED + workers * WORKER_NEED
+
+
+def check_memory(need: int, prompter: Prompter) -> None:
+    """Before a training-set build: warn below `need` bytes available; offer (never run silently) the purge."""
     available = read_memory().available
-    if available >= min_free_gib * GIB:
+    if available >= need:
         return
-    print(f"only {gib(available)} of memory available; a training-set build wants {min_free_gib:g} GiB free "
+    print(f"only {gib(available)} of memory available; this build wants {gib(need)} free "
           "(a low-memory build can be killed by the kernel: see dmesg)")
     if not prompter.interactive:
         print("run purge_mem_caches.py first if the build runs out of memory")
         return
-    if prompter.confirm("Run purge_mem_caches.py now (drop the page cache, list stale python processes)?", default=False):
+    if prompter.confirm("Run purge_mem_caches.py now (drop the page cache, list idle leftover processes)?", default=False):
         try:
             purge(PurgeOptions(yes=True), prompter)
         except UserError as exc:
@@ -191,7 +219,8 @@ def _run(args: argparse.Namespace, build_script: Path) -> int:
     answers = ask_answers(args, prompter, os.environ)
     build_argv = build_arguments(answers, args)
     if answers.train_dir or answers.tarball("train"):
-        check_memory(args.min_free_gb, prompter)
+        need = memory_need(args.num_threads or available_cpus()) if args.min_free_gb is None else args.min_free_gb * GIB
+        check_memory(int(need), prompter)
     print(f"running: {command_line(build_argv, build_script)}", flush=True)
     return cli.main(build_argv)
 

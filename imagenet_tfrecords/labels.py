@@ -5,14 +5,24 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from .errors import UserError
 
-SYNSETS_DIR = Path(__file__).resolve().parent.parent / "synsets"
-DEFAULT_LABELS_FILE = SYNSETS_DIR / "imagenet_lsvrc_2015_synsets.txt"
-DEFAULT_METADATA_FILE = SYNSETS_DIR / "imagenet_metadata.txt"
-DEFAULT_VALIDATION_LABELS_FILE = SYNSETS_DIR / "imagenet_2012_validation_synset_labels.txt"
+
+def _shipped(name: str) -> Path:
+    """A metadata file shipped in the package (`synsets/`, package data), as a real path.
+
+    The package is always installed as files (a wheel is never imported zipped), so the resource is a
+    Path: it can be shown as a flag's default, passed to another process, and named in messages.
+    """
+    return Path(resources.files(__package__) / "synsets" / name)
+
+
+DEFAULT_LABELS_FILE = _shipped("imagenet_lsvrc_2015_synsets.txt")
+DEFAULT_METADATA_FILE = _shipped("imagenet_metadata.txt")
+DEFAULT_VALIDATION_LABELS_FILE = _shipped("imagenet_2012_validation_synset_labels.txt")
 
 Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax, relative to the image
 

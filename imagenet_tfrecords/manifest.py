@@ -31,11 +31,13 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 JOURNAL_NAME = "manifest.journal"
 BAD_IMAGES_REPORT = "bad_images.tsv"
+DATASET_INFO_NAME = "dataset_info.json"
 LOCK_NAME = ".lock"
 FORMAT_VERSION = 2  # 2: shard digests cover each input file's size and mtime; the journal
 SHARD_NAME = re.compile(r"(train|validation)-\d{5}-of-\d{5}")
 # Files of a build that are written through a temporary (see `atomic`).
-BUILD_FILE = re.compile(rf"{SHARD_NAME.pattern}(\.idx)?|{re.escape(MANIFEST_NAME)}|{re.escape(BAD_IMAGES_REPORT)}")
+BUILD_FILE = re.compile(rf"{SHARD_NAME.pattern}(\.idx)?|{re.escape(MANIFEST_NAME)}|{re.escape(BAD_IMAGES_REPORT)}"
+                        rf"|{re.escape(DATASET_INFO_NAME)}")
 
 
 @contextmanager
@@ -107,6 +109,26 @@ def read_manifest(directory: Path) -> dict:
     return data
 
 
+_UNSET = object()  # an option one of the two builds does not have
+
+
+def changed_options(earlier: dict, now: dict, prefix: str = "") -> list[str]:
+    """`name was X, now Y` for each option that differs, nested ones by dotted name
+    (`image.jpeg_quality was 90, now 75`); values as JSON, an option one side lacks as `unset`."""
+    changes = []
+    for key in sorted(earlier.keys() | now.keys()):
+        before, after = earlier.get(key, _UNSET), now.get(key, _UNSET)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += changed_options(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changes.append(f"{prefix}{key} was {_shown(before)}, now {_shown(after)}")
+    return changes
+
+
+def _shown(value: object) -> str:
+    return "unset" if value is _UNSET else json.dumps(value, sort_keys=True)
+
+
 class Manifest:
     """`manifest.json`: options, per-split plan and per-shard records, checksums and bad images.
 
@@ -128,12 +150,12 @@ class Manifest:
                 data = read_manifest(output_dir)
             except (OSError, ValueError) as exc:
                 raise UserError(f"{path}: unreadable manifest ({exc}); delete it and the shards to rebuild") from None
-            if data.get("options") != options:
-                changed = sorted(k for k in options.keys() | data.get("options", {}).keys()
-                                 if options.get(k) != data.get("options", {}).get(k))
+            changed = changed_options(data.get("options", {}), options)
+            if changed:
                 raise UserError(
-                    f"{output_dir}: holds a build made with other options ({', '.join(changed)}); "
-                    "use another --output_directory, or delete its shards and manifest.json"
+                    f"{output_dir}: holds a build made with other options ({'; '.join(changed)}); "
+                    "run with the earlier values to resume it, use another --output_directory, "
+                    "or delete its shards and manifest.json"
                 )
             data["format_version"] = FORMAT_VERSION  # older entries' digests differ: those shards are redone
             manifest = cls(output_dir, data)

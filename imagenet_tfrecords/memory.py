@@ -22,6 +22,7 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
+MIB = 1 << 20
 GIB = 1 << 30
 SYSROOT_ENV = "IMAGENET_TFRECORDS_SYSROOT"  # tests: a directory standing in for /
 FORCE_SUDO_ENV = "IMAGENET_TFRECORDS_FORCE_SUDO"  # tests: use sudo even as root

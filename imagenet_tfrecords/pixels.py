@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import simplejpeg
-import tifffile
 from PIL import ExifTags, Image, ImageCms, ImageOps
 
 from .acceptance import size_problem
-from .errors import BadImageError
+from .errors import BadImageError, UserError
 from .formats import JpegHeader
+from .optional import require
 
 DCT_SCALES = (1, 2, 4, 8)  # the power-of-two reductions libjpeg does in the DCT
 Image.MAX_IMAGE_PIXELS = None  # one limit for every format: size_problem, checked before decoding
@@ -84,6 +84,7 @@ def _image_from_samples(samples: np.ndarray) -> Image.Image:
 
 def _tiff_samples(data: bytes, path: str, max_pixels: int) -> tuple[Image.Image, bytes | None]:
     """tifffile's 8-bit pixels of the first page (its orientation kept for exif_transpose), and its profile."""
+    tifffile = require("tifffile", "tifffile", "TIFF images of 32-bit or floating-point samples")
     with tifffile.TiffFile(io.BytesIO(data)) as tiff:
         page = tiff.pages[0]
         _check_size(path, page.imagewidth, page.imagelength, max_pixels)
@@ -113,7 +114,7 @@ def _decode_with_pillow(data: bytes, path: str, decoding: Decoding) -> tuple[Ima
     """Pillow's (or for TIFF, tifffile's) pixels and profile; BadImageError for a file neither can read."""
     try:
         image, profile = _open_pillow(data, path, decoding)
-    except (BadImageError, MemoryError):
+    except (UserError, MemoryError):  # a BadImageError, or a missing tifffile
         raise
     except Image.UnidentifiedImageError:
         if not data.startswith((b"II*\x00", b"MM\x00*")):
@@ -132,7 +133,7 @@ def _decode_with_pillow(data: bytes, path: str, decoding: Decoding) -> tuple[Ima
 def _tiff_with_tifffile(data: bytes, path: str, decoding: Decoding) -> tuple[Image.Image, bytes | None]:
     try:
         return _tiff_samples(data, path, decoding.max_pixels)
-    except (BadImageError, MemoryError):
+    except (UserError, MemoryError):  # a BadImageError, or a missing tifffile
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types on hostile bytes
         raise BadImageError(path, f"cannot decode the TIFF image ({exc})") from None

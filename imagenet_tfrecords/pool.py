@@ -13,10 +13,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from typing import Generic, TypeVar
@@ -39,8 +42,10 @@ def available_cpus() -> int:
 
 
 def _serve(function: Callable, connection: Connection) -> None:
-    """A worker: receive an item, send back (True, result, None) or (False, exception, its traceback); repeat."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent stops us
+    """A worker: receive an item, send back (True, result, None) or (False, exception, its traceback); repeat.
+
+    Ctrl-C never reaches it: it starts with SIGINT blocked (see `_spawn`); the parent stops it.
+    """
     while True:
         try:
             item = connection.recv()
@@ -60,6 +65,29 @@ def _serve(function: Callable, connection: Connection) -> None:
 class _Task(Generic[Item]):
     item: Item
     tries: int = 0
+
+
+@contextmanager
+def _sigint_held_back() -> Iterator[None]:
+    """A Ctrl-C during the block arrives (as KeyboardInterrupt) when it ends, not lost, not sooner.
+
+    SIGINT is blocked in this thread, which processes started here inherit. That alone does not
+    hold it back here: another thread of this process (a native library's) may take the signal,
+    and Python then raises KeyboardInterrupt in the main thread all the same. So in the main
+    thread the Python handler is replaced for the block by one that only notes the signal.
+    """
+    noted = []
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only it sets handlers
+    handler = signal.signal(signal.SIGINT, lambda *_: noted.append(True)) if in_main_thread else None
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if in_main_thread:
+            signal.signal(signal.SIGINT, handler)
+            if noted:
+                signal.raise_signal(signal.SIGINT)  # to the handler there was before
 
 
 class _Worker:
@@ -98,6 +126,21 @@ class _Worker:
             self.process.join()
 
 
+def _spawn(workers: list[_Worker], slot: int, context: SpawnContext, function: Callable) -> None:
+    """Start a worker into workers[slot] (slot == len(workers): one more), deaf to Ctrl-C.
+
+    Ctrl-C reaches the whole process group: a worker still importing would print "Process
+    SpawnProcess-1:" and a traceback. A process inherits its parent's signal mask through fork and
+    exec, so SIGINT blocked here stays blocked in the worker for its whole life (multiprocessing
+    starts its resource tracker so too). The parent's own Ctrl-C waits until the worker is stored,
+    so that `map_unordered` stops it. The resource tracker is started first: when starting a
+    process has to start it, it unblocks SIGINT before the worker is started.
+    """
+    resource_tracker.ensure_running()
+    with _sigint_held_back():
+        workers[slot:slot + 1] = [_Worker(context, function)]
+
+
 def _how_it_ended(exitcode: int | None) -> str:
     if exitcode is None or exitcode >= 0:
         return f"exited with status {exitcode}"
@@ -124,8 +167,10 @@ def map_unordered(function: Callable[[Item], Result], items: Iterable[Item], num
     # spawn: workers start clean (no inherited threads or locks) and import only what they use.
     context = multiprocessing.get_context("spawn")
     pending, lost = iter(items), deque()
-    workers = [_Worker(context, function) for _ in range(num_workers)]
+    workers: list[_Worker] = []
     try:
+        for slot in range(num_workers):
+            _spawn(workers, slot, context, function)
         while True:
             for worker in workers:
                 if worker.task is None:
@@ -144,7 +189,7 @@ def map_unordered(function: Callable[[Item], Result], items: Iterable[Item], num
                 reply = worker.reply()
                 if reply is None:
                     lost.append(_retry(task, worker.process, describe))
-                    workers[slot] = _Worker(context, function)
+                    _spawn(workers, slot, context, function)
                     continue
                 ok, value, remote_traceback = reply
                 if not ok:

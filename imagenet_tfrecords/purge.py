@@ -1,4 +1,4 @@
-"""purge_mem_caches.py: free host memory before a build (drop the page cache, end stale build processes)."""
+"""purge_mem_caches.py: free host memory before a build (drop the page cache, end idle leftover processes)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from functools import partial
 
 from .errors import UserError, run_command
 from .memory import GIB, container_hint, format_memory_table, gib, knobs, read_memory, uses_sudo, write_knobs
-from .processes import end_processes, find_candidates, format_candidates
+from .processes import DEFAULT_MIN_AGE_SECONDS, IDLE_LOOK_SECONDS, end_processes, find_candidates, format_candidates
 from .prompts import Prompter, Question
 
 DEFAULT_TOP = 10
@@ -27,6 +27,7 @@ class PurgeOptions:
     force: bool = False  # run even inside a container
     top: int = DEFAULT_TOP
     match: str | None = None
+    min_age_minutes: float = DEFAULT_MIN_AGE_SECONDS / 60  # only processes at least this old are offered
 
 
 def _count(text: str) -> int:
@@ -36,24 +37,37 @@ def _count(text: str) -> int:
     return value
 
 
+def _minutes(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="purge_mem_caches.py",
         description="Free host memory before or after an ImageNet build: report memory, sync and drop the page cache "
-        "(as root, or through sudo), and offer to end leftover python/TensorFlow processes of yours.",
+        "(as root, or through sudo), and offer to end idle leftover python/TensorFlow processes of yours.",
     )
     parser.add_argument("--threshold", type=float, metavar="GB",
                         help="drop the cache only when less than GB GiB of memory is available")
     parser.add_argument("--yes", action="store_true",
                         help="drop the cache without asking (processes are only listed, never ended, with --yes)")
-    parser.add_argument("--dry-run", action="store_true", help="report and list only; write nothing, end nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="report and list only; write nothing, end nothing (also runs inside a container)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout (the text goes to stderr)")
     parser.add_argument("--force", action="store_true", help="run even though this looks like a container")
     parser.add_argument("--compact", action="store_true", help="also compact memory (/proc/sys/vm/compact_memory)")
     parser.add_argument("--top", type=_count, default=DEFAULT_TOP, metavar="N",
                         help=f"list the N largest leftover processes (default {DEFAULT_TOP})")
     parser.add_argument("--match", metavar="TEXT",
-                        help="list your processes whose command line contains TEXT, instead of python/TensorFlow ones")
+                        help="list your idle processes whose command line contains TEXT, "
+                        "instead of python/TensorFlow ones")
+    parser.add_argument("--min_age", type=_minutes, default=DEFAULT_MIN_AGE_SECONDS / 60, metavar="MINUTES",
+                        help="offer only processes started at least MINUTES ago "
+                        f"(default {DEFAULT_MIN_AGE_SECONDS / 60:g}) that, with every process below them or in "
+                        f"their process group, use no CPU during a {IDLE_LOOK_SECONDS:g} s look")
     return parser
 
 
@@ -75,11 +89,13 @@ def parse_picks(count: int) -> Callable[[str], list[int]]:
 
 
 def purge(options: PurgeOptions, prompter: Prompter, say: Callable[[str], None] = print) -> dict[str, object]:
-    """Report, drop the cache, list and offer to end stale processes; the report as a dict."""
+    """Report, drop the cache, list and offer to end idle leftover processes; the report as a dict."""
     hint = container_hint()
-    if hint and not options.force:
+    if hint and not options.force and not options.dry_run:
         raise UserError(f"this looks like a container ({hint}): dropping caches here frees nothing of the host's; "
-                        "run purge_mem_caches.py on the host, or pass --force")
+                        "run purge_mem_caches.py on the host, pass --dry-run to only look, or pass --force")
+    if hint:
+        say(f"note: this looks like a container ({hint}): dropping caches here frees nothing of the host's")
     before = read_memory()
     report: dict[str, object] = {"container": hint, "dry_run": options.dry_run, "before": before.as_dict(),
                                  "written": [], "processes": [], "ended": []}
@@ -101,14 +117,15 @@ def purge(options: PurgeOptions, prompter: Prompter, say: Callable[[str], None] 
         say(format_memory_table(before, after))
     else:
         say("cache left alone")
-    candidates = find_candidates(options.top, options.match)
+    candidates = find_candidates(options.top, options.match, options.min_age_minutes * 60)
     report["processes"] = [c.as_dict() for c in candidates]
+    idle = f"idle, started at least {options.min_age_minutes:g} min ago"
     if not candidates:
-        say("no leftover python/TensorFlow processes of yours" if options.match is None
-            else f"no processes of yours match {options.match!r}")
+        say(f"no leftover python/TensorFlow processes of yours ({idle})" if options.match is None
+            else f"no processes of yours match {options.match!r} ({idle})")
     else:
-        say("largest processes of yours " + ("that look like leftover builds or training runs:" if options.match is None
-                                             else f"matching {options.match!r}:"))
+        say(f"largest processes of yours ({idle}) " + ("that look like leftover builds or training runs:"
+                                                        if options.match is None else f"matching {options.match!r}:"))
         say(format_candidates(candidates))
         if options.dry_run or not prompter.interactive:
             say("nothing ended (run it in a terminal, without --yes or --dry-run, to pick some)")
@@ -116,8 +133,9 @@ def purge(options: PurgeOptions, prompter: Prompter, say: Callable[[str], None] 
             picked = prompter.answer(Question("End which (row numbers, 'all', or Enter for none)?",
                                               parse_picks(len(candidates)), default=""))
             chosen = [candidates[n - 1] for n in picked]
-            if chosen and prompter.confirm(f"End {len(chosen)} process(es), pid {', '.join(str(c.pid) for c in chosen)}?",
-                                           default=False):
+            if chosen:
+                say("\n".join(f"  pid {c.pid}: {c.short_command()}" for c in chosen))
+            if chosen and prompter.confirm(f"End these {len(chosen)} process(es)?", default=False):
                 ended = end_processes(chosen)
                 report["ended"] = ended
                 say(f"ended pid {', '.join(map(str, ended))}" if ended else "ended none")
@@ -130,7 +148,8 @@ def purge(options: PurgeOptions, prompter: Prompter, say: Callable[[str], None] 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = PurgeOptions(args.threshold, args.yes, args.dry_run, args.compact, args.force, args.top, args.match)
+    options = PurgeOptions(args.threshold, args.yes, args.dry_run, args.compact, args.force, args.top, args.match,
+                           args.min_age)
     prompter = Prompter(interactive=sys.stdin.isatty() and not args.yes and not args.json)
     say = partial(print, file=sys.stderr) if args.json else print
 

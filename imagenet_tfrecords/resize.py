@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import Enum
+from types import ModuleType
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from .labels import Box
-
-cv2.setNumThreads(1)  # one worker process per core: no thread pools inside workers
+from .optional import require
 
 Region = tuple[float, float, float, float]  # left, top, right, bottom, relative to the image
 WHOLE: Region = (0.0, 0.0, 1.0, 1.0)
@@ -84,6 +84,13 @@ def plan_geometry(width: int, height: int, mode: ResizeMode, target_width: int, 
                     (scaled_height - target_height) // 2, target_width, target_height)
 
 
+@functools.cache
+def _opencv() -> ModuleType:
+    cv2 = require("cv2", "opencv-python-headless", "--resize_quality fast and default")
+    cv2.setNumThreads(1)  # one worker process per core: no thread pools inside workers
+    return cv2
+
+
 def resample(pixels: np.ndarray, geometry: Geometry, resampler: Resampler) -> np.ndarray:
     """Resize (and crop) decoded pixels of the whole image to the geometry's output."""
     height, width = pixels.shape[:2]
@@ -94,6 +101,7 @@ def resample(pixels: np.ndarray, geometry: Geometry, resampler: Resampler) -> np
         return np.asarray(image)
     scaled = (geometry.scaled_width, geometry.scaled_height)
     if (width, height) != scaled:
+        cv2 = _opencv()
         if resampler.filter == "supersample":
             pixels = cv2.resize(pixels, (2 * scaled[0], 2 * scaled[1]), interpolation=cv2.INTER_CUBIC)
             pixels = cv2.resize(pixels, scaled, interpolation=cv2.INTER_AREA)

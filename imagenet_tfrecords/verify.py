@@ -27,7 +27,8 @@ from .dali_index import FramingError, iter_records, open_shard, parse_index
 from .errors import UserError, run_command
 from .formats import read_jpeg_header, sniff_format
 from .pool import available_cpus, map_unordered
-from .manifest import BAD_IMAGES_REPORT, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME, SHARD_NAME, read_manifest
+from .manifest import (BAD_IMAGES_REPORT, DATASET_INFO_NAME, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME, SHARD_NAME,
+                       read_manifest)
 from .proto.imgrec_example_pb2 import Example
 from .shard import index_path
 from .tar_index import INDEX_DIR
@@ -40,7 +41,7 @@ IMAGENET_CLASSES = 1000
 SHUFFLE_CHECKED_SPLITS = ("train",)
 MAX_PROBLEMS_PER_SHARD = 20  # a damaged shard is named; its first problems are enough to act on
 # What a build writes besides shards, indexes and temporaries: in its output directory, in its index directory.
-OUTPUT_FILES = (MANIFEST_NAME, JOURNAL_NAME, BAD_IMAGES_REPORT, INDEX_DIR, LOCK_NAME)
+OUTPUT_FILES = (MANIFEST_NAME, JOURNAL_NAME, BAD_IMAGES_REPORT, DATASET_INFO_NAME, INDEX_DIR, LOCK_NAME)
 INDEX_DIRECTORY_FILES = (LOCK_NAME,)
 SPLIT_PREFIXES = ("train-", "validation-")
 NO_MANIFEST_HELP = ("the shards were made by another tool: a missing manifest.json is not a problem "

@@ -48,7 +48,9 @@ def _wait_for(condition: Callable[[], object], what: str, timeout: float = START
 
 
 def _start(command: Sequence[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}  # workers import imagenet_tfrecords from this checkout
+    # The processes import imagenet_tfrecords from this checkout unless a prefix (`env -u PYTHONPATH`) takes that
+    # away; they run in the cluster's directory, outside the checkout.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     with open(log, "wb") as out:  # each process in its own group, so teardown reaches its children too
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent,
                                 start_new_session=True)

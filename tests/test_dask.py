@@ -5,21 +5,27 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 
 import psutil
 import pytest
+import simplejpeg
 
 pytest.importorskip("distributed")
 
-from conftest import run_build_cli, sample_args, shard_digests  # noqa: E402
-from imagenet_tfrecords.atomic import final_name  # noqa: E402
+from conftest import REPO, finished_shards, run_build_cli, sample_args, shard_digests  # noqa: E402
 from dask_cluster import Cluster, dask_cluster  # noqa: E402
+from test_bad_input import assert_one_line_error  # noqa: E402
+
+from imagenet_tfrecords.atomic import final_name  # noqa: E402
 
 BUILD_TIMEOUT_SECONDS = 120
 RESIZED = ("--resize_images", "--num_threads", "2")
@@ -80,19 +86,24 @@ def test_worker_killed_mid_shard_is_retried(sample, tmp_path: Path) -> None:
     assert re.search(r"^train\s+100\s+100\s+10\s+0\s", result.stdout, re.MULTILINE), result.stdout
 
 
-def _hiding_prefixes(directory: Path) -> list[list[str]]:
-    """Command prefixes that run a program with an empty tmpfs over `directory`, seen by it alone."""
-    script = 'mount -t tmpfs tmpfs "$0" && exec "$@"'
-    return [[*unshare, "--mount", "--propagation", "private", "sh", "-c", script, str(directory)]
+def _hiding_prefixes(*directories: Path) -> list[list[str]]:
+    """Command prefixes that run a program with an empty tmpfs over each of `directories`, seen by it alone."""
+    script = 'IFS=:; for d in $0; do mount -t tmpfs tmpfs "$d" || exit 1; done; exec "$@"'
+    return [[*unshare, "--mount", "--propagation", "private", "sh", "-c", script, ":".join(map(str, directories))]
             for unshare in (["unshare"], ["unshare", "--user", "--map-root-user"])]
 
 
-def test_worker_that_cannot_see_the_input_is_reported(sample, resized_build: Path, tmp_path: Path) -> None:
-    blind = next((prefix for prefix in _hiding_prefixes(sample.root)
-                  if subprocess.run([*prefix, "test", "!", "-e", str(sample.train_dir)], timeout=10).returncode == 0),
-                 None)
+def _working_prefix(prefixes: list[list[str]], *fails: str) -> list[str]:
+    """The first prefix under which the command `fails` fails (what it hides is hidden), else skip the test."""
+    blind = next((prefix for prefix in prefixes if subprocess.run([*prefix, *fails], capture_output=True,
+                                                                  timeout=10).returncode != 0), None)
     if blind is None:
-        pytest.skip("cannot make a mount namespace here (unshare --mount) to hide the input from one worker")
+        pytest.skip("cannot make a mount namespace here (unshare --mount) to hide files from one worker")
+    return blind
+
+
+def test_worker_that_cannot_see_the_input_is_reported(sample, resized_build: Path, tmp_path: Path) -> None:
+    blind = _working_prefix(_hiding_prefixes(sample.root), "test", "-e", str(sample.train_dir))
     output = tmp_path / "out"
     train_only = ["--train_directory", sample.train_dir, "--bounding_box_file", sample.bounding_box_file,
                   "--output_directory", output, "--train_shards", "4", *RESIZED]  # a failed split ends the build
@@ -131,17 +142,94 @@ def test_unreachable_scheduler_is_one_line_error(sample, tmp_path: Path) -> None
     assert shard_digests(tmp_path / "out") == {}
 
 
-@pytest.mark.parametrize("process", ["worker", "scheduler"])
-def test_cluster_without_the_package_is_reported(process: str, sample, tmp_path: Path) -> None:
+def _stale_copy(target: Path) -> Path:
+    """A copy of the package whose shard worker only raises, and a fake, older simplejpeg's metadata."""
+    shutil.copytree(REPO / "imagenet_tfrecords", target / "imagenet_tfrecords",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(target / "imagenet_tfrecords" / "shard.py", "a") as shard:
+        shard.write("\n\ndef write_shard(*args, **kwargs):\n    raise RuntimeError('the stale copy ran')\n")
+    metadata = target / "simplejpeg-0.0.1.dist-info"
+    metadata.mkdir()
+    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: simplejpeg\nVersion: 0.0.1\n")
+    return target
+
+
+def test_package_is_sent_to_workers_without_it_or_with_another_version(sample, resized_build: Path,
+                                                                       tmp_path: Path) -> None:
     output = tmp_path / "out"
-    no_package = ("env", "-u", "PYTHONPATH")
-    with dask_cluster(tmp_path / "cluster", worker_prefixes=[no_package if process == "worker" else (), ()],
-                      scheduler_prefix=no_package if process == "scheduler" else ()) as cluster:
+    no_package = ("env", "-u", "PYTHONPATH")  # started in the cluster's directory, outside the checkout
+    stale = ("env", f"PYTHONPATH={_stale_copy(tmp_path / 'stale')}")
+    with dask_cluster(tmp_path / "cluster", worker_prefixes=[no_package, stale], scheduler_prefix=no_package) as cluster:
+        result = run_build_cli(*sample_args(sample, output, *RESIZED, "--scheduler", cluster.address),
+                               timeout=BUILD_TIMEOUT_SECONDS)
+    assert_identical(output, resized_build)
+    assert ("sending imagenet_tfrecords to the Dask cluster (2 of 2 workers cannot import it or have another "
+            "version); the workers restart") in result.stderr
+    assert ("the Dask workers have other versions than this machine, so shards may differ from a local build: "
+            f"simplejpeg {metadata.version('simplejpeg')} here, 0.0.1 on the workers") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_worker_without_a_dependency_is_one_line_error(sample, tmp_path: Path) -> None:
+    site = Path(simplejpeg.__file__).parent.parent
+    hidden = [Path(simplejpeg.__file__).parent, *site.glob("simplejpeg-*.dist-info")]
+    blind = _working_prefix(_hiding_prefixes(*hidden), sys.executable, "-c", "import simplejpeg; simplejpeg.decode_jpeg")
+    output = tmp_path / "out"
+    with dask_cluster(tmp_path / "cluster", worker_prefixes=[(), blind]) as cluster:
         result = run_build_cli(*sample_args(sample, output, "--scheduler", cluster.address),
                                check=False, timeout=BUILD_TIMEOUT_SECONDS)
-        address = cluster.worker_address(0) if process == "worker" else cluster.address
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"error: Dask {process} {address} cannot import imagenet_tfrecords: install it on the scheduler and "
-        "every worker (pip install '.[dask]', or the same checkout on PYTHONPATH)")
+        address = cluster.worker_address(1)
+    assert_one_line_error(result, f"error: Dask worker {address} cannot find simplejpeg: install it on the "
+                                  "workers (pip install -r requirements.txt)")
     assert shard_digests(output) == {}
+
+
+def _build_tasks(address: str) -> int:
+    """Tasks the scheduler and its workers still hold (queued, running, or cancelled and still running)."""
+    from distributed import Client
+
+    with Client(address, set_as_default=False) as client:
+        on_workers = client.run(lambda dask_worker: len(dask_worker.state.tasks))
+        return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) + sum(on_workers.values())
+
+
+def test_interrupted_build_cancels_its_tasks(sample, tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    with dask_cluster(tmp_path / "cluster") as cluster:
+        build = subprocess.Popen([sys.executable, str(REPO / "build_imagenet_data.py"),
+                                  *map(str, sample_args(sample, output, *SLOW, "--scheduler", cluster.address))],
+                                 cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + BUILD_TIMEOUT_SECONDS
+        while not any(name.startswith("train") for name in finished_shards(output)):
+            assert build.poll() is None, "the build ended before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        build.send_signal(signal.SIGINT)
+        _, stderr = build.communicate(timeout=BUILD_TIMEOUT_SECONDS)
+        # Once the command has ended, nothing of the build is left on the cluster to write a shard later.
+        assert _build_tasks(cluster.address) == 0
+    assert build.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "cancelling the build's 4 shard(s) in flight on the Dask cluster" in stderr
+    assert len([name for name in shard_digests(output) if name.startswith("train")]) < 10
+    assert temporaries(output) == []
+
+
+def test_scheduler_keeps_no_spec(sample, tmp_path: Path) -> None:
+    """The tasks the scheduler sent to workers (kept in its message log) hold no image of the spec."""
+    from distributed import Client
+
+    def sent_tasks(dask_scheduler) -> list[bytes]:  # runs on the scheduler: pickled by value
+        import pickle
+
+        return [pickle.dumps(message["run_spec"].data) for stream in dask_scheduler.stream_comms.values()
+                for batch in stream.recent_message_log for message in batch
+                if isinstance(message, dict) and message.get("op") == "compute-task"]
+
+    output = tmp_path / "out"
+    with dask_cluster(tmp_path / "cluster") as cluster:
+        run_build_cli(*sample_args(sample, output, "--scheduler", cluster.address), timeout=BUILD_TIMEOUT_SECONDS)
+        with Client(cluster.address, set_as_default=False) as client:
+            tasks = client.run_on_scheduler(sent_tasks)
+    assert len(tasks) == 6  # the 4 train and 2 validation shards
+    assert all(str(sample.root).encode() not in task and len(task) < 1000 for task in tasks), max(map(len, tasks))

@@ -129,8 +129,8 @@ def test_no_terminal_without_yes_asks_for_it(host: Path) -> None:
     assert knob(host, "drop_caches") == ""
 
 
-@pytest.mark.parametrize("hint", ["dockerenv", "containerenv", "cgroup", "variable"])
-def test_refuses_in_a_container_unless_forced(host: Path, hint: str) -> None:
+def in_container(host: Path, hint: str) -> dict[str, str]:
+    """The environment of a stand-in host that shows one kind of container hint."""
     env = environment(host)
     if hint == "dockerenv":
         (host / ".dockerenv").write_text("")
@@ -142,13 +142,33 @@ def test_refuses_in_a_container_unless_forced(host: Path, hint: str) -> None:
         (host / "proc/1/cgroup").write_text("0::/system.slice/docker-4f1c2a.scope\n")
     else:
         env["container"] = "podman"
+    return env
+
+
+@pytest.mark.parametrize("hint", ["dockerenv", "containerenv", "cgroup", "variable"])
+def test_refuses_in_a_container_unless_forced(host: Path, hint: str) -> None:
+    env = in_container(host, hint)
     refused = run(["--yes"], env)
     assert refused.returncode == 1
-    assert "looks like a container" in refused.stderr and "--force" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: ")
+    assert "looks like a container" in refused.stderr and "--force" in refused.stderr and "--dry-run" in refused.stderr
     assert knob(host, "drop_caches") == ""
     forced = run(["--yes", "--force"], env)
     assert forced.returncode == 0, forced.stderr
     assert knob(host, "drop_caches") == "3\n"
+
+
+@pytest.mark.parametrize("hint", ["dockerenv", "cgroup"])
+def test_dry_run_runs_in_a_container_with_a_note(host: Path, hint: str) -> None:
+    result = run(["--dry-run", "--json"], in_container(host, hint))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    note = next(line for line in result.stderr.splitlines() if line.startswith("note: "))
+    assert "looks like a container" in note and "frees nothing of the host's" in note
+    assert "would sync, then write 3 to" in result.stderr
+    report = json.loads(result.stdout)
+    assert report["container"] and report["dry_run"] is True and report["written"] == []
+    assert knob(host, "drop_caches") == ""
 
 
 def test_sudo_password_is_asked_without_echo_and_the_write_happens(tmp_path: Path, host: Path) -> None:
@@ -195,15 +215,49 @@ def test_sudo_without_the_right_is_a_clear_error(tmp_path: Path, host: Path) -> 
     assert knob(host, "drop_caches") == ""
 
 
+READY = "print('ready', flush=True)\n"  # each says so once started, so none is caught still starting up
+IDLE = READY + "import time; time.sleep(600)"
+BUSY = READY + "while True: pass"
+BUSY_CHILD = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BUSY!r}, sys.argv[1]])"  # waits, idle
+IDLE_CHILD = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {IDLE!r}, sys.argv[1]]); exec({BUSY!r})"
+
+
 @pytest.fixture
-def stale_build() -> subprocess.Popen:
-    """A real leftover python process of this user, recognisable by its command line."""
-    marker = f"stale_build_{uuid.uuid4().hex[:8]}"
-    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", marker])
-    yield process
-    if process.poll() is None:
-        process.kill()
-    process.wait()
+def marker() -> str:
+    return f"stale_build_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def start(marker: str):
+    """Starts a real python process of this user running CODE, with `marker` on its command line, once it (or its
+    child) says it is ready; ends them all, and their children, afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start_one(code: str, ready: int = 1) -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, "-c", code, marker], stdout=subprocess.PIPE, text=True,
+                                        start_new_session=True))
+        assert [started[-1].stdout.readline() for _ in range(ready)] == ["ready\n"] * ready
+        return started[-1]
+
+    yield start_one
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the group: a child it started, too
+        process.wait()
+        process.stdout.close()
+
+
+@pytest.fixture
+def stale_build(start) -> subprocess.Popen:
+    """A real idle leftover python process of this user, recognisable by its command line."""
+    return start(IDLE)
+
+
+def listed(host: Path, *args: str) -> set[int]:
+    """The pids a dry run offers."""
+    result = run(["--dry-run", "--json", *args], environment(host))
+    assert result.returncode == 0, result.stderr
+    return {p["pid"] for p in json.loads(result.stdout)["processes"]}
 
 
 def row_of(text: str, pid: int) -> str | None:
@@ -211,14 +265,25 @@ def row_of(text: str, pid: int) -> str | None:
     return match.group(1) if match else None
 
 
+def test_only_idle_processes_old_enough_are_offered(host: Path, marker: str, start) -> None:
+    idle, busy, waiting, working = start(IDLE), start(BUSY), start(BUSY_CHILD), start(IDLE_CHILD, ready=2)
+    (idle_worker,) = psutil.Process(working.pid).children()
+    offered = listed(host, "--match", marker, "--min_age", "0")
+    assert idle_worker.pid not in offered  # idle, but in the group of a busy process: a running job
+    assert offered == {idle.pid}  # not the busy one, nor the one waiting on a busy child
+    assert listed(host, "--match", marker) == set()  # all started seconds ago: younger than the default 10 minutes
+    assert all(p.poll() is None for p in (idle, busy, waiting, working))
+
+
 def test_stale_process_is_listed_and_kept_when_the_user_says_no(host: Path, stale_build: subprocess.Popen) -> None:
-    child = spawn(["--threshold", "0", "--top", "1000"], environment(host))  # the python heuristic finds it
+    child = spawn(["--threshold", "0", "--top", "1000", "--min_age", "0"], environment(host))  # python heuristic
     child.expect_exact("End which")
     row = row_of(child.before, stale_build.pid)
     assert row is not None, child.before
     assert row_of(child.before, child.pid) is None  # never itself
     child.sendline(row)
-    child.expect_exact(f"pid {stale_build.pid}?")
+    child.expect_exact(f"pid {stale_build.pid}: ")
+    child.expect_exact("End these 1 process(es)? [y/N] ")
     child.sendline("n")
     status, text = finish(child)
     assert status == 0 and "nothing ended" in text
@@ -226,7 +291,7 @@ def test_stale_process_is_listed_and_kept_when_the_user_says_no(host: Path, stal
 
 
 def test_stale_process_is_ended_after_confirmation(host: Path, stale_build: subprocess.Popen) -> None:
-    child = spawn(["--threshold", "0", "--match", stale_build.args[-1]], environment(host))
+    child = spawn(["--threshold", "0", "--match", stale_build.args[-1], "--min_age", "0"], environment(host))
     child.expect_exact("End which")
     row = row_of(child.before, stale_build.pid)
     assert row == "1", child.before
@@ -234,7 +299,9 @@ def test_stale_process_is_ended_after_confirmation(host: Path, stale_build: subp
     child.expect_exact("not a row number in 1..1")
     child.expect_exact("End which")
     child.sendline(row)
-    child.expect_exact(f"pid {stale_build.pid}? [y/N] ")
+    child.expect_exact(f"pid {stale_build.pid}: {sys.executable} -c print('ready', flush=True) import")
+    child.expect_exact("...")  # the command line, on one line (its newline a space), cut to fit
+    child.expect_exact("End these 1 process(es)? [y/N] ")
     assert stale_build.poll() is None
     child.sendline("y")
     status, text = finish(child)
@@ -250,11 +317,9 @@ def test_other_users_processes_are_never_listed(host: Path, stale_build: subproc
             if marker in " ".join(psutil.Process(other.pid).cmdline()):
                 break
             time.sleep(0.05)
-        result = run(["--dry-run", "--json", "--match", marker], environment(host))
-        assert result.returncode == 0, result.stderr
-        listed = {p["pid"] for p in json.loads(result.stdout)["processes"]}
+        offered = listed(host, "--match", marker, "--min_age", "0")
         assert marker in " ".join(psutil.Process(other.pid).cmdline())
-        assert listed == {stale_build.pid}
+        assert offered == {stale_build.pid}
         assert other.poll() is None
     finally:
         other.kill()

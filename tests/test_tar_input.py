@@ -197,7 +197,7 @@ def test_resume_after_kill_from_tars_reuses_the_index(sample, tarballs, tmp_path
 
 def test_generate_uses_the_tarballs_when_nothing_is_extracted(tarballs, tmp_path: Path) -> None:
     data = tarballs.train_tar.parent
-    answers = Answers(data, tmp_path, False, 256, 256, "stretch", 90)
+    answers = Answers(data, tmp_path, False, 256, 256, "stretch", 90, 1)
     argv = build_arguments(answers, build_parser().parse_args([]))
     assert argv[:8] == ["--train_tar", str(tarballs.train_tar), "--validation_tar", str(tarballs.validation_tar),
                         "--devkit", str(tarballs.devkit), "--bbox_tar", str(tarballs.bbox_tar)]

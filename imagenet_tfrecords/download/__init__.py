@@ -1,5 +1,5 @@
 """Getting the ILSVRC-2012 archives: credentials, HTTP download with resume, checksums, safe unpacking.
 
-`download_imagenet.py` asks the questions; `pipeline.plan_archives` decides what each archive
+`cli` (behind `download_imagenet.py`) asks the questions; `pipeline.plan_archives` decides what each archive
 still needs and `pipeline.run` does it.
 """

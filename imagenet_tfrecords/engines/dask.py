@@ -1,28 +1,41 @@
 """Run the shard worker on an existing Dask cluster (`--scheduler tcp://HOST:8786`).
 
-The scheduler and every worker must import this package (same checkout or virtualenv on
-each node, or `pip install .[dask]`): the scheduler unpickles the specs too. Every worker
-must see the input and output directories at the same paths.
-A worker that dies mid-shard leaves only a temporary file; the scheduler reruns its task
-elsewhere (up to `distributed.scheduler.allowed-failures` times), the rerun writes a temporary
-of its own, and the build removes the dead one's at the end.
+Workers need the dependencies only: `dask_shipping` sends this package to them when they lack
+it or have another version. Every worker must see the input and output directories at the
+same paths.
+
+Each shard's job (`write_shard` bound to its spec) is scattered to a worker as data, and the
+task that runs it is `operator.call` of that data. So the scheduler never unpickles anything of
+this package (it needs none of it), and what it keeps of a task (its messages to workers,
+which Dask logs) is a few hundred bytes, not the spec's half a kilobyte per image.
+A worker that dies mid-shard loses the job it held: the shard's task is cancelled, and it is
+scattered and submitted again (up to `distributed.scheduler.allowed-failures` times); the rerun
+writes a temporary of its own, and the build removes the dead one's at the end.
+Leaving early (Ctrl-C, or an error elsewhere) cancels every task of the build on the cluster.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
+import operator
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import CancelledError
+from dataclasses import dataclass
+from functools import partial
 from itertools import islice
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ..errors import UserError
+from ..optional import require
 from ..plan import ShardSpec
 from ..shard import ShardResult, write_shard
+from . import dask_probe
+from .dask_shipping import RESTART_TIMEOUT_SECONDS, prepare_cluster
 
 if TYPE_CHECKING:
-    from distributed import Client, Future
+    from distributed import Client, Future, as_completed
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +43,17 @@ TASKS_PER_THREAD = 2  # queued specs per worker thread: workers never idle, the 
 MIN_IN_FLIGHT = 4  # while the cluster has no workers yet (e.g. an adaptive cluster scaling up)
 
 
+def _distributed() -> ModuleType:
+    return require("distributed", "dask[distributed]", "--scheduler (on this machine and every worker)")
+
+
 def _connect(address: str) -> Client:
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UserError("--scheduler needs Dask on this machine and every worker: pip install '.[dask]'") from None
+    Client = _distributed().Client
     try:  # waits up to the Dask config's distributed.comm.timeouts.connect (30 s by default)
         return Client(address, set_as_default=False)
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"cannot connect to the Dask scheduler at {address} ({exc}); "
                         "is `dask scheduler` running there?") from None
-
-
-def _check_environment(client: Client, address: str) -> None:
-    """Fail fast: a worker that cannot import this package dies on its first task, and the build would wait."""
-    package = __name__.split(".")[0]
-    found = {f"worker {worker}": spec for worker, spec in client.run(importlib.util.find_spec, package).items()}
-    found[f"scheduler {address}"] = client.run_on_scheduler(importlib.util.find_spec, package)
-    missing = sorted(name for name, spec in found.items() if spec is None)
-    if missing:
-        raise UserError(f"Dask {', '.join(missing)} cannot import {package}: install it on the scheduler and every "
-                        "worker (pip install '.[dask]', or the same checkout on PYTHONPATH)")
 
 
 def _capacity(client: Client) -> int:
@@ -59,11 +62,70 @@ def _capacity(client: Client) -> int:
 
 def _failure(client: Client, future: Future, shard: str) -> str:
     """One line: the shard, the worker it failed on (from the workers' task stories) and the error."""
-    detail = str(future.exception()) if future.status == "error" else f"task {future.status}"
+    if future.status == "error":
+        detail = str(future.exception())
+    elif future.status == "cancelled":  # by a lost job, each time it ran
+        detail = "the Dask worker holding it died each time it ran (see the workers' logs)"
+    else:
+        detail = f"task {future.status}"
     workers = sorted({entry[0] for entry in client.story(future.key, on_error="ignore")
                       if entry[0] != "scheduler" and entry[3] == "error"})
     where = f" on worker {', '.join(workers)}" if workers else ""
     return f"{shard} failed{where}: {' '.join(detail.split())}"
+
+
+def _result(task: Future) -> ShardResult | None:
+    """The task's result; None if it failed or was cancelled (also while its result was being fetched)."""
+    try:
+        return task.result() if task.status == "finished" else None
+    except CancelledError:  # its worker died before the result was fetched, and the job with it
+        return None
+
+
+@dataclass
+class _Shard:
+    """One shard in flight: its spec, the scattered job, the task running it, and how many times its worker died."""
+
+    spec: ShardSpec
+    job: Future
+    task: Future
+    lost: int = 0
+
+
+class _Submitter:
+    """Scatters each shard's job and submits its task; cancels whatever is in flight on `cancel_all`."""
+
+    def __init__(self, client: Client, running: as_completed, skip_bad_images: bool) -> None:
+        import dask
+
+        self.client, self.running, self.skip_bad_images = client, running, skip_bad_images
+        self.allowed_losses = dask.config.get("distributed.scheduler.allowed-failures")
+        self.in_flight: dict[str, _Shard] = {}  # task key -> shard
+
+    def submit(self, spec: ShardSpec, lost: int = 0) -> None:
+        job = self.client.scatter(partial(write_shard, spec, self.skip_bad_images), hash=False)
+        key = f"{spec.name}-{uuid.uuid4().hex}"  # unique per build; the dashboard groups by split
+        task = self.client.submit(operator.call, job, key=key, pure=False)
+        self.in_flight[key] = _Shard(spec, job, task, lost)
+        self.running.add(task)
+
+    def finish(self, task: Future) -> None:
+        self.in_flight.pop(task.key).job.release()
+        task.release()
+
+    def cancel_all(self) -> None:
+        """Cancel every task in flight, and restart the workers still running one: Dask cannot stop a running task."""
+        if not self.in_flight:
+            return
+        keys = list(self.in_flight)
+        log.info("cancelling the build's %d shard(s) in flight on the Dask cluster", len(keys))
+        self.client.cancel([f for shard in self.in_flight.values() for f in (shard.task, shard.job)], force=True)
+        self.in_flight.clear()
+        dask_probe.register()
+        busy = sorted(worker for worker, held in self.client.run(partial(dask_probe.holding, keys)).items() if held)
+        if busy:
+            log.info("restarting Dask worker %s to stop the shards being written there", ", ".join(busy))
+            self.client.restart_workers(busy, timeout=RESTART_TIMEOUT_SECONDS, raise_for_error=False)
 
 
 def run_dask(specs: Iterable[ShardSpec], scheduler_address: str, skip_bad_images: bool) -> Iterator[ShardResult]:
@@ -72,33 +134,39 @@ def run_dask(specs: Iterable[ShardSpec], scheduler_address: str, skip_bad_images
     Only a few specs per worker thread are submitted at a time, so a large plan is never
     held in memory. A failed shard is logged and the others still run to completion.
     """
-    from distributed import as_completed
-
+    as_completed = _distributed().as_completed
     specs = iter(specs)
     failures: list[str] = []
     with _connect(scheduler_address) as client:
-        _check_environment(client, scheduler_address)
+        prepare_cluster(client)
         log.info("Dask scheduler %s: %d workers, %d threads", scheduler_address,
                  len(client.nthreads()), sum(client.nthreads().values()))
-        shards: dict[str, str] = {}  # task key -> shard name
         running = as_completed(loop=client.loop)
+        submitter = _Submitter(client, running, skip_bad_images)
 
         def submit_more() -> None:
             for spec in islice(specs, max(_capacity(client) - running.count(), 0)):
-                key = f"{spec.name}-{uuid.uuid4().hex}"  # unique per build; the dashboard groups by split
-                shards[key] = spec.name
-                running.add(client.submit(write_shard, spec, skip_bad_images, key=key, pure=False))
+                submitter.submit(spec)
 
-        submit_more()
-        for future in running:
-            shard = shards.pop(future.key)
-            result = future.result() if future.status == "finished" else None
-            if result is None:
-                failures.append(_failure(client, future, shard))
-                log.error("%s", failures[-1])
-            future.release()
+        try:
             submit_more()
-            if result is not None:
-                yield result
+            for task in running:
+                shard = submitter.in_flight[task.key]
+                result = _result(task)
+                # Cancelled while this loop runs: the worker that held the job died, and the job with it.
+                retry = task.status == "cancelled" and shard.lost < submitter.allowed_losses
+                failure = None if result is not None or retry else _failure(client, task, shard.spec.name)
+                submitter.finish(task)
+                if retry:
+                    log.warning("%s: its Dask worker died with it; running it again", shard.spec.name)
+                    submitter.submit(shard.spec, shard.lost + 1)
+                elif failure is not None:
+                    failures.append(failure)
+                    log.error("%s", failure)
+                submit_more()
+                if result is not None:
+                    yield result
+        finally:  # Ctrl-C, or the build stopped on an error: nothing of it may run on
+            submitter.cancel_all()
     if failures:
         raise UserError(f"{len(failures)} shard(s) failed on the Dask cluster; the first: {failures[0]}")
