@@ -2,7 +2,7 @@
 
 Usage: python bench/pipelines.py CONFIG_JSON FILE_LIST OUTPUT. Prints {"seconds", "images", "bytes"}.
 Pipelines: "ours" (the project's shard worker; in copy mode with its decode check unless
-"decode_check" is false), "tf" (TensorFlow ops, the seed's way), "pillow" (plain Pillow: full
+"decode_check" is false), "tf" (TensorFlow ops, the original NVIDIA scripts' way), "pillow" (plain Pillow: full
 decode, Lanczos, save), "read" (just read the files).
 """
 
@@ -60,7 +60,7 @@ def run_tf(files: list[str], config: dict, output: Path) -> None:
         return (scaled_height, scaled_width, (scaled_height - target_height) // 2,
                 (scaled_width - target_width) // 2, target_height, target_width)
 
-    # One graph per image, traced once for any input shape, as the seed's tf.Session graph was.
+    # One graph per image, traced once for any input shape, as the original scripts' tf.Session graph was.
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
     def resize_encode(image):
         scaled_height, scaled_width, top, left, height, width = geometry(tf.shape(image))
@@ -88,9 +88,9 @@ def run_tf(files: list[str], config: dict, output: Path) -> None:
             try:
                 if config["resize"]:
                     encoded, shape = decode_resize_encode(tf.constant(data))
-                else:  # the seed decoded every image to learn its size
+                else:  # the original scripts decoded every image to learn its size
                     encoded, shape = tf.constant(data), decoded_shape(tf.constant(data))
-            except tf.errors.InvalidArgumentError:  # CMYK or PNG: the seed special-cased these by name
+            except tf.errors.InvalidArgumentError:  # CMYK or PNG: the original scripts special-cased these by name
                 pixels = tf.constant(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
                 encoded, shape = resize_encode(pixels) if config["resize"] else (tf.constant(data), tf.shape(pixels))
             encoded = encoded.numpy()

@@ -133,7 +133,7 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
     if kaggle_root is not None:
         kaggle.check_synset_mapping(kaggle_root, classes.wnids)
     requested = [
-        ("validation", validation_dir, config.validation_tar, config.validation_shards),  # validation first, as the seed
+        ("validation", validation_dir, config.validation_tar, config.validation_shards),  # validation first, as the original scripts
         ("train", train_dir, config.train_tar, config.train_shards),
     ]
     requested = [entry for entry in requested if entry[1] is not None or entry[2] is not None]

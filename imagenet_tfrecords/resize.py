@@ -19,7 +19,7 @@ WHOLE: Region = (0.0, 0.0, 1.0, 1.0)
 
 
 class ResizeMode(str, Enum):
-    STRETCH = "stretch"  # exactly height x width, aspect not kept (the seed's behaviour)
+    STRETCH = "stretch"  # exactly height x width, aspect not kept (the original NVIDIA scripts' behaviour)
     SHORTER_SIDE = "shorter_side"  # keep aspect; smallest size covering height x width
     CENTER_CROP = "center_crop"  # shorter_side, then the centre height x width
 
