@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
@@ -35,6 +36,26 @@ def _quality(text: str) -> int:
     return value
 
 
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class _UrlArgument(str):
+    """A path flag given as a URL: kept as it was typed, so `_refuse_urls` can name it."""
+
+
+def _path(text: str) -> Path | _UrlArgument:
+    # pathlib would turn s3://bucket/x into s3:/bucket/x, a local folder named "s3:".
+    return _UrlArgument(text) if URL.match(text) else Path(text)
+
+
+def _refuse_urls(args: argparse.Namespace) -> None:
+    """Buckets and other URLs are not read or written yet: one line, never a local folder named `s3:`."""
+    for flag, value in vars(args).items():
+        if isinstance(value, _UrlArgument):
+            raise UserError(f"{value}: --{flag} takes a local or mounted path; buckets and other URLs "
+                            "(s3://, gs://, ...) are not supported yet: copy the data to a local or NFS path")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="build_imagenet_data.py",
@@ -42,21 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(Inception schema). Re-running the same command resumes an interrupted build.",
     )
     io = parser.add_argument_group("input and output")
-    io.add_argument("--train_directory", type=Path, help="training images as <dir>/<wnid>/*.JPEG")
-    io.add_argument("--validation_directory", type=Path,
+    io.add_argument("--train_directory", type=_path, help="training images as <dir>/<wnid>/*.JPEG")
+    io.add_argument("--validation_directory", type=_path,
                     help="validation images as <dir>/<wnid>/*.JPEG, or flat ILSVRC2012_val_*.JPEG")
-    io.add_argument("--output_directory", type=Path, help="where the shards, manifest.json and reports go")
-    io.add_argument("--sample", type=Path, metavar="DIR",
+    io.add_argument("--output_directory", type=_path, help="where the shards, manifest.json and reports go")
+    io.add_argument("--sample", type=_path, metavar="DIR",
                     help="make a small ILSVRC-shaped sample under DIR/raw (no network) and build it into DIR/tfrecords")
     tars = parser.add_argument_group("ILSVRC tarballs and the Kaggle layout (read in place, nothing extracted)")
-    tars.add_argument("--train_tar", type=Path, help="ILSVRC2012_img_train.tar (a tar of <wnid>.tar class tars)")
-    tars.add_argument("--validation_tar", type=Path, help="ILSVRC2012_img_val.tar (flat ILSVRC2012_val_*.JPEG)")
-    tars.add_argument("--devkit", type=Path,
+    tars.add_argument("--train_tar", type=_path, help="ILSVRC2012_img_train.tar (a tar of <wnid>.tar class tars)")
+    tars.add_argument("--validation_tar", type=_path, help="ILSVRC2012_img_val.tar (flat ILSVRC2012_val_*.JPEG)")
+    tars.add_argument("--devkit", type=_path,
                       help="ILSVRC2012_devkit_t12.tar.gz (or its folder): validation labels from its ground truth, "
                       "checked against --validation_labels_file")
-    tars.add_argument("--bbox_tar", type=Path,
+    tars.add_argument("--bbox_tar", type=_path,
                       help="ILSVRC2012_bbox_train_v2.tar.gz: bounding boxes from its XML (instead of --bounding_box_file)")
-    tars.add_argument("--kaggle_root", type=Path, metavar="DIR",
+    tars.add_argument("--kaggle_root", type=_path, metavar="DIR",
                       help="the Kaggle download: DIR holds ILSVRC/Data/CLS-LOC/{train,val}, LOC_synset_mapping.txt "
                       "and LOC_val_solution.csv")
     tars.add_argument("--from_tars", action="store_true",
@@ -69,13 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--num_threads", type=_positive, default=available_cpus(),
                         help="worker processes (default: CPU count); the output does not depend on it")
     labels = parser.add_argument_group("labels")
-    labels.add_argument("--labels_file", type=Path, default=DEFAULT_LABELS_FILE,
+    labels.add_argument("--labels_file", type=_path, default=DEFAULT_LABELS_FILE,
                         help="one wnid per line, in label order (default: the 1000 ILSVRC-2012 synsets)")
-    labels.add_argument("--imagenet_metadata_file", type=Path, default=DEFAULT_METADATA_FILE,
+    labels.add_argument("--imagenet_metadata_file", type=_path, default=DEFAULT_METADATA_FILE,
                         help="<wnid><TAB><human text> lines")
-    labels.add_argument("--validation_labels_file", type=Path, default=DEFAULT_VALIDATION_LABELS_FILE,
+    labels.add_argument("--validation_labels_file", type=_path, default=DEFAULT_VALIDATION_LABELS_FILE,
                         help="wnid of ILSVRC2012_val_N.JPEG on line N, for a flat validation folder")
-    labels.add_argument("--bounding_box_file", type=Path,
+    labels.add_argument("--bounding_box_file", type=_path,
                         help="CSV of <file>,<xmin>,<ymin>,<xmax>,<ymax> (relative), as process_bounding_boxes.py writes")
     labels.add_argument("--label_offset", type=int, choices=(1, 0), default=1,
                         help="1: labels 1..1000 with 0 as background (Inception, default); 0: labels 0..999")
@@ -102,15 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--skip_bad_images", action="store_true",
                         help=f"leave out unreadable images, listing them in {BAD_IMAGES_REPORT}, instead of stopping")
     index = parser.add_argument_group("DALI index and verification")
-    index.add_argument("--index_directory", type=Path,
+    index.add_argument("--index_directory", type=_path,
                        help="where each shard's DALI index (<shard>.idx) is written with it (default OUT/idx)")
     index.add_argument("--no_index", action="store_true", help="do not write DALI index files")
-    index.add_argument("--verify", type=Path, metavar="DIR",
+    index.add_argument("--verify", type=_path, metavar="DIR",
                        help="check every shard in DIR (CRCs, counts, schema, labels, indexes) instead of building")
     index.add_argument("--deep", action="store_true", help="with --verify: also decode every image")
     index.add_argument("--json", action="store_true", help="with --verify: print the report as JSON")
     index.add_argument("--no_manifest", action="store_true", help=f"with --verify: {NO_MANIFEST_HELP}")
-    index.add_argument("--write_index", type=Path, metavar="DIR",
+    index.add_argument("--write_index", type=_path, metavar="DIR",
                        help="write DALI index files for the shards in DIR (built by any tool) instead of building")
     engine = parser.add_argument_group("distributed build")
     engine.add_argument("--scheduler", metavar="ADDRESS",
@@ -193,6 +214,7 @@ def format_summary(summaries: list[SplitSummary], output_dir: Path) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _refuse_urls(args)
     if args.verify is not None:
         from .verify import verify_command
 

@@ -23,7 +23,7 @@ def run_build_cli(*args: str | Path, check: bool = True, **kwargs) -> subprocess
     """Run `python build_imagenet_data.py ARGS` as a user would."""
     result = subprocess.run(
         [sys.executable, str(REPO / "build_imagenet_data.py"), *map(str, args)],
-        cwd=REPO, capture_output=True, text=True, **kwargs,
+        cwd=kwargs.pop("cwd", REPO), capture_output=True, text=True, **kwargs,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"build failed ({result.returncode}):\n{result.stderr}")

@@ -117,3 +117,13 @@ def test_skip_bad_images_lists_and_counts_them(sample, tmp_path: Path) -> None:
     assert sorted(line.split("\t")[1] for line in report[1:]) == sorted([str(truncated), str(html)])
     names = {r["image/filename"] for r in read_split(output, "train")}
     assert len(names) == 6 and truncated.name not in names and html.name not in names
+
+
+@pytest.mark.parametrize("flag", ["--output_directory", "--train_directory", "--verify"])
+def test_a_bucket_url_is_refused_in_one_line(sample, tmp_path: Path, flag: str) -> None:
+    paths = {"--output_directory": tmp_path / "out", "--train_directory": sample.train_dir, "--verify": None}
+    paths[flag] = "s3://bucket/imagenet"
+    args = [item for key, value in paths.items() if value is not None for item in (key, value)]
+    result = run_build_cli(*args, "--train_shards", "1", check=False, cwd=tmp_path)
+    assert_one_line_error(result, f"s3://bucket/imagenet: {flag} takes a local or mounted path", "not supported yet")
+    assert list(tmp_path.iterdir()) == [], "nothing may be written, least of all a local folder named s3:"
