@@ -58,7 +58,6 @@ def _refuse_urls(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="build_imagenet_data.py",
         description="Convert ImageNet-layout images into sharded TFRecord files of tf.train.Example protos "
         "(Inception schema). Re-running the same command resumes an interrupted build.",
     )

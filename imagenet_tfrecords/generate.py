@@ -84,7 +84,6 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="generate_tfrecord_protos.py",
         description="Ask for the build options (or take them from flags and environment variables), print the "
         "equivalent build_imagenet_data.py command and run it. With --yes or no terminal, nothing is asked.",
     )

@@ -46,7 +46,6 @@ def _minutes(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="purge_mem_caches.py",
         description="Free host memory before or after an ImageNet build: report memory, sync and drop the page cache "
         "(as root, or through sudo), and offer to end idle leftover python/TensorFlow processes of yours.",
     )
