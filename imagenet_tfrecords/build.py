@@ -28,7 +28,7 @@ from .labels import (
 )
 from .atomic import write_atomically
 from .dataset_info import write_dataset_info
-from .manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, remove_stale_temporaries
+from .manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, read_manifest, remove_stale_temporaries
 from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
 from .shard_count import fitted_shard_count
@@ -75,8 +75,17 @@ class BuildConfig:
             "image": self.image.as_dict(),
             "label_offset": self.label_offset,
             "shuffle_seed": SHUFFLE_SEED,
-            "shards": {"train": self.train_shards, "validation": self.validation_shards},
         }
+
+
+# The build options of manifest_options, named in messages as users know them: by their flags.
+OPTION_FLAGS = {
+    "image.resize": "--resize_images", "image.height": "--new_height", "image.width": "--new_width",
+    "image.mode": "--resize_mode", "image.jpeg_quality": "--jpeg_q", "image.resize_quality": "--resize_quality",
+    "image.decode_check": "the decode check (--no_decode_check)", "image.max_pixels": "--max_pixels",
+    "image.apply_exif_orientation": "--apply_exif_orientation", "label_offset": "--label_offset",
+    "shuffle_seed": "the shuffle seed",
+}
 
 
 @dataclass
@@ -123,7 +132,18 @@ def _scan_validation_tar(tar: Path, config: BuildConfig, classes: ClassTable, wn
                                 Ignored.of(index.ignored, index.path, True))
 
 
-def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
+def _recorded_shard_counts(output_dir: Path) -> dict[str, int]:
+    """The shard count of each split an earlier build planned in `output_dir` (none: a new directory)."""
+    try:
+        splits = read_manifest(output_dir).get("splits", {})
+    except (OSError, ValueError):  # no manifest yet; an unreadable one is reported when it is opened
+        return {}
+    return {split: info["shards"] for split, info in splits.items()}
+
+
+def _scan_and_plan(config: BuildConfig, classes: ClassTable, recorded: dict[str, int]) -> list[SplitPlan]:
+    """Scan and plan every requested split. Without a shard flag, a split already in the output
+    directory keeps its count (so it resumes), and a new one gets a count fitted to its images."""
     train_dir, validation_dir = config.train_dir, config.validation_dir
     if config.kaggle_root is not None:
         kaggle_train, kaggle_validation = kaggle.split_dirs(config.kaggle_root)
@@ -155,7 +175,7 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable) -> list[SplitPlan]:
         present = images.classes_present(len(classes.wnids))
         if present < len(classes.wnids):
             log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))
-        num_shards = shards if shards is not None else fitted_shard_count(split, len(images))
+        num_shards = shards or recorded.get(split) or fitted_shard_count(split, len(images))
         plans.append(plan_split(split, images, num_shards))
     return plans
 
@@ -233,15 +253,15 @@ def _tsv_field(value: str) -> str:
 
 
 def _check_shard_counts(plans: list[SplitPlan], manifest: Manifest) -> None:
-    """A split already in the directory keeps its shard count, so a count fitted to data that has changed
-    since cannot leave the earlier shards beside the new ones."""
+    """A split already in the directory keeps its shard count: another `--SPLIT_shards` would leave the
+    earlier shards beside the new ones."""
     for plan in plans:
         recorded = manifest.data.get("splits", {}).get(plan.split, {}).get("shards", plan.num_shards)
         if recorded != plan.num_shards:
             raise UserError(
-                f"{manifest.path.parent}: holds the {plan.split} split in {recorded} shards, but its "
-                f"{len(plan.images)} images now make {plan.num_shards}; use another --output_directory, "
-                "or delete its shards and manifest.json"
+                f"{manifest.path.parent}: holds the {plan.split} split in {recorded} shard(s), not the "
+                f"{plan.num_shards} of --{plan.split}_shards; pass --{plan.split}_shards {recorded} (or leave it out) "
+                "to resume it, use another --output_directory, or delete its shards and manifest.json"
             )
 
 
@@ -252,8 +272,8 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
     directories = [output_dir] + ([Path(config.index_dir)] if config.index_dir is not None else [])
     with claim_directories(directories):  # before the scan: it may keep tar indexes in the output directory
         boxes = _load_boxes(config, classes)
-        plans = _scan_and_plan(config, classes)
-        with Manifest.open(output_dir, config.manifest_options()) as manifest:
+        plans = _scan_and_plan(config, classes, _recorded_shard_counts(output_dir))
+        with Manifest.open(output_dir, config.manifest_options(), OPTION_FLAGS) as manifest:
             _check_shard_counts(plans, manifest)
             manifest.record_index_directory(config.index_dir)
             for directory in directories:

@@ -8,14 +8,14 @@ import re
 from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
-from .errors import UserError, run_command
+from .errors import RESUME_HINT, UserError, run_command
 from .acceptance import DEFAULT_MAX_PIXELS
 from .imaging import ImageOptions, ResizeMode, ResizeQuality
 from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
 from .pool import available_cpus
 from .shard_count import SHARD_RULE
 from .sources import resolve
-from .verify import NO_MANIFEST_HELP
+from .verify import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
 log = logging.getLogger("imagenet_tfrecords")
 
@@ -233,4 +233,4 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
-    return run_command(lambda: _run(args))
+    return run_command(lambda: _run(args), VERIFY_INTERRUPTED if args.verify is not None else RESUME_HINT)

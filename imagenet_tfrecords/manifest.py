@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -112,16 +112,17 @@ def read_manifest(directory: Path) -> dict:
 _UNSET = object()  # an option one of the two builds does not have
 
 
-def changed_options(earlier: dict, now: dict, prefix: str = "") -> list[str]:
-    """`name was X, now Y` for each option that differs, nested ones by dotted name
-    (`image.jpeg_quality was 90, now 75`); values as JSON, an option one side lacks as `unset`."""
+def changed_options(earlier: dict, now: dict, names: Mapping[str, str], prefix: str = "") -> list[str]:
+    """`name was X, now Y` for each option that differs, named by `names` (dotted option -> the flag
+    users know, e.g. `image.jpeg_quality` -> `--jpeg_q`; else the dotted name); values as JSON, an
+    option one side lacks as `unset`."""
     changes = []
     for key in sorted(earlier.keys() | now.keys()):
         before, after = earlier.get(key, _UNSET), now.get(key, _UNSET)
         if isinstance(before, dict) and isinstance(after, dict):
-            changes += changed_options(before, after, f"{prefix}{key}.")
+            changes += changed_options(before, after, names, f"{prefix}{key}.")
         elif before != after:
-            changes.append(f"{prefix}{key} was {_shown(before)}, now {_shown(after)}")
+            changes.append(f"{names.get(prefix + key, prefix + key)} was {_shown(before)}, now {_shown(after)}")
     return changes
 
 
@@ -142,15 +143,16 @@ class Manifest:
         self._journal: TextIO | None = None
 
     @classmethod
-    def open(cls, output_dir: Path, options: dict) -> Manifest:
-        """Load the manifest of an earlier run with the same options, or start a new one."""
+    def open(cls, output_dir: Path, options: dict, option_names: Mapping[str, str] | None = None) -> Manifest:
+        """Load the manifest of an earlier run with the same options, or start a new one;
+        `option_names` name the options in the refusal (see `changed_options`)."""
         path = output_dir / MANIFEST_NAME
         if path.exists():
             try:
                 data = read_manifest(output_dir)
             except (OSError, ValueError) as exc:
                 raise UserError(f"{path}: unreadable manifest ({exc}); delete it and the shards to rebuild") from None
-            changed = changed_options(data.get("options", {}), options)
+            changed = changed_options(data.get("options", {}), options, option_names or {})
             if changed:
                 raise UserError(
                     f"{output_dir}: holds a build made with other options ({'; '.join(changed)}); "

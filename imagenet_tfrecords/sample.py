@@ -82,18 +82,27 @@ def make_photo(photos: list[Image.Image], rng: random.Random, size: tuple[int, i
     return Image.fromarray(np.clip(np.asarray(canvas, dtype=np.float32) + noise, 0, 255).round().astype(np.uint8))
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Write `data` unless the file already holds it: a sample made again keeps its mtimes, so a
+    build of it resumes instead of seeing changed inputs."""
+    if not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data):
+        path.write_bytes(data)
+
+
 def _save(image: Image.Image, path: Path, kind: str, rng: random.Random) -> None:
     quality = rng.choice((85, 90, 93, 96))
+    encoded = io.BytesIO()
     if kind == "cmyk":
-        image.convert("CMYK").save(path, "JPEG", quality=quality)  # Pillow writes an Adobe marker
+        image.convert("CMYK").save(encoded, "JPEG", quality=quality)  # Pillow writes an Adobe marker
     elif kind == "grayscale":
-        image.convert("L").save(path, "JPEG", quality=quality)
+        image.convert("L").save(encoded, "JPEG", quality=quality)
     elif kind == "progressive":
-        image.save(path, "JPEG", quality=quality, progressive=True)
+        image.save(encoded, "JPEG", quality=quality, progressive=True)
     elif kind == "png":
-        image.save(path, "PNG")  # a PNG under a .JPEG name, as n02105855_2933.JPEG in ILSVRC-2012
+        image.save(encoded, "PNG")  # a PNG under a .JPEG name, as n02105855_2933.JPEG in ILSVRC-2012
     else:
-        image.save(path, "JPEG", quality=quality)
+        image.save(encoded, "JPEG", quality=quality)
+    _write_if_changed(path, encoded.getvalue())
 
 
 def _validation_numbers(wnids: tuple[str, ...]) -> dict[str, list[int]]:
@@ -132,7 +141,7 @@ def make_sample(root: Path, seed: int = 0) -> Sample:
         for number in numbers:
             path = sample.validation_dir / f"ILSVRC2012_val_{number:08d}.JPEG"
             _save(make_photo(photos, rng, rng.choice(IMAGENET_LIKE_SIZES)), path, "plain", rng)
-    sample.bounding_box_file.write_text("\n".join(sorted(box_lines)) + "\n")
+    _write_if_changed(sample.bounding_box_file, ("\n".join(sorted(box_lines)) + "\n").encode())
     return sample
 
 
@@ -198,21 +207,21 @@ def make_sample_tarballs(sample: Sample, target: Path) -> SampleTarballs:
     tarballs = SampleTarballs(target / "ILSVRC2012_img_train.tar", target / "ILSVRC2012_img_val.tar",
                               target / "ILSVRC2012_devkit_t12.tar.gz", target / "ILSVRC2012_bbox_train_v2.tar.gz")
     class_dirs = sorted(p for p in sample.train_dir.iterdir() if p.is_dir())
-    tarballs.train_tar.write_bytes(_tar_bytes(
+    _write_if_changed(tarballs.train_tar, _tar_bytes(
         [(f"{d.name}.tar", _tar_bytes([(p.name, p.read_bytes()) for p in sorted(d.iterdir())])) for d in class_dirs]))
     validation = sorted(sample.validation_dir.iterdir())
     random.Random(META_MAT_SEED).shuffle(validation)  # the real tar is not in name order either
-    tarballs.validation_tar.write_bytes(_tar_bytes([(p.name, p.read_bytes()) for p in validation]))
+    _write_if_changed(tarballs.validation_tar, _tar_bytes([(p.name, p.read_bytes()) for p in validation]))
     meta, ids = _meta_mat(load_wnids(DEFAULT_LABELS_FILE))
     truth = "".join(f"{ids[wnid]}\n" for wnid in load_validation_labels(DEFAULT_VALIDATION_LABELS_FILE))
-    tarballs.devkit.write_bytes(_tar_bytes([("ILSVRC2012_devkit_t12/data/meta.mat", meta),
+    _write_if_changed(tarballs.devkit, _tar_bytes([("ILSVRC2012_devkit_t12/data/meta.mat", meta),
                                             ("ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt",
                                              truth.encode())], compress=True))
     boxes: dict[str, list[list[float]]] = {}
     for line in sample.bounding_box_file.read_text().split():
         name, *coords = line.split(",")
         boxes.setdefault(name, []).append([float(c) for c in coords])
-    tarballs.bbox_tar.write_bytes(_tar_bytes(
+    _write_if_changed(tarballs.bbox_tar, _tar_bytes(
         [(f"{name.split('_')[0]}/{name[:-len('.JPEG')]}.xml", _annotation(name.split("_")[0], b))
          for name, b in sorted(boxes.items())], compress=True))
     return tarballs

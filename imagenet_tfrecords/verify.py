@@ -35,6 +35,7 @@ from .tar_index import INDEX_DIR
 
 log = logging.getLogger(__name__)
 
+VERIFY_INTERRUPTED = "interrupted; the check did not finish (it changes nothing): run it again"
 IMAGENET_TOTALS = {"train": 1_281_167, "validation": 50_000}  # devkit readme (facts §1.2)
 IMAGENET_PER_CLASS = {"train": (732, 1300), "validation": (50, 50)}  # images per synset, devkit readme
 IMAGENET_CLASSES = 1000
@@ -617,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = _parser().parse_args(argv)
     return run_command(lambda: verify_command(args.directory, args.deep, args.json, args.num_threads,
-                                              args.index_directory, args.no_manifest))
+                                              args.index_directory, args.no_manifest), VERIFY_INTERRUPTED)
 
 
 if __name__ == "__main__":

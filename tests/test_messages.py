@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 
 from conftest import REPO, run_build_cli, sample_args
+from imagenet_tfrecords.build import OPTION_FLAGS, BuildConfig
 from imagenet_tfrecords.errors import RESUME_HINT
 from test_bad_input import assert_one_line_error
 
@@ -28,8 +29,8 @@ def test_rerun_with_other_options_names_each_option_and_both_values(sample, tmp_
                            check=False)
     assert_one_line_error(result)
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: {output}: holds a build made with other options (image.jpeg_quality was 90, now 75; "
-        'image.mode was "stretch", now "center_crop"; label_offset was 1, now 0); run with the earlier values '
+        f"error: {output}: holds a build made with other options (--jpeg_q was 90, now 75; "
+        '--resize_mode was "stretch", now "center_crop"; --label_offset was 1, now 0); run with the earlier values '
         "to resume it, use another --output_directory, or delete its shards and manifest.json"
     )
     assert run_build_cli(*first).returncode == 0  # the earlier values still resume it
@@ -83,3 +84,11 @@ def test_ctrl_c_while_workers_start_prints_only_the_resume_hint(sample, tmp_path
         assert [line for line in printed.splitlines() if not LOG_LINE.match(line)] == [RESUME_HINT], printed
         assert _workers_left(build.pid) == [], "a worker outlived the interrupted build"
     assert run_build_cli(*args).returncode == 0  # and the same command resumes
+
+
+def test_every_build_option_is_named_by_what_users_know() -> None:
+    """A new option without a name in OPTION_FLAGS would be refused by its internal dotted name."""
+    options = BuildConfig(output_dir=Path("out")).manifest_options()
+    dotted = {f"{key}.{inner}" for key, value in options.items() if isinstance(value, dict) for inner in value}
+    dotted |= {key for key, value in options.items() if not isinstance(value, dict)}
+    assert dotted == set(OPTION_FLAGS)

@@ -33,7 +33,7 @@ def test_build_without_shard_flags_fits_the_sample_and_resumes(sample, tmp_path:
     assert sorted(p.name for p in tmp_path.glob("*-of-*")) == ["train-00000-of-00001", "validation-00000-of-00001"]
     assert len(read_split(tmp_path, "train")) == 100 and len(read_split(tmp_path, "validation")) == 20
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["options"]["shards"] == {"train": None, "validation": None}  # asked: fitted to the data
+    assert "shards" not in manifest["options"]  # a count is a split's plan, not an option of the whole build
     assert {split: plan["shards"] for split, plan in manifest["splits"].items()} == {"train": 1, "validation": 1}
     again = run_build_cli(*args, check=False)
     assert again.returncode == 0, again.stderr
@@ -53,13 +53,25 @@ def test_splits_built_one_run_at_a_time_share_the_directory(sample, tmp_path: Pa
     assert sorted(p.name for p in tmp_path.glob("*-of-*")) == ["train-00000-of-00001", "validation-00000-of-00001"]
 
 
-def test_data_grown_past_the_fitted_count_is_one_clear_error(sample, tmp_path: Path) -> None:
+def test_a_split_keeps_its_count_when_the_data_grows(sample, tmp_path: Path) -> None:
     train, output = tmp_path / "train", tmp_path / "out"
     shutil.copytree(sample.train_dir, train)
     run_build_cli("--train_directory", train, "--output_directory", output, "--num_threads", "1")
-    for image in sorted(train.glob("*/*.JPEG")):  # 100 more images: 200 now fit 2 shards
+    for image in sorted(train.glob("*/*.JPEG")):  # 100 more images: a new directory would get 2 shards
         shutil.copy(image, image.with_name(image.stem + "_copy.JPEG"))
-    result = run_build_cli("--train_directory", train, "--output_directory", output, "--num_threads", "1", check=False)
-    assert_one_line_error(result, str(output), "train split in 1 shards", "200 images now make 2",
-                          "another --output_directory")
+    run_build_cli("--train_directory", train, "--output_directory", output, "--num_threads", "1")
     assert sorted(p.name for p in output.glob("*-of-*")) == ["train-00000-of-00001"]  # nothing mixed in
+    assert len(read_split(output, "train")) == 200  # the shard was rebuilt from the grown data
+
+
+def test_a_count_given_once_need_not_be_repeated(sample, tmp_path: Path) -> None:
+    validation = ["--validation_directory", sample.validation_dir, "--output_directory", tmp_path, "--num_threads", "1"]
+    run_build_cli(*validation, "--validation_shards", "2")
+    run_build_cli("--train_directory", sample.train_dir, "--output_directory", tmp_path, "--num_threads", "1",
+                  "--train_shards", "4")
+    again = run_build_cli(*validation)  # no flag: the split keeps its 2 shards and resumes
+    assert again.stdout.splitlines()[1].split()[:5] == ["validation", "20", "0", "2", "2"]
+    result = run_build_cli(*validation, "--validation_shards", "3", check=False)
+    assert_one_line_error(result, str(tmp_path), "holds the validation split in 2 shard(s), not the 3 of "
+                          "--validation_shards", "--validation_shards 2")
+    assert sorted(p.name for p in tmp_path.glob("validation-*")) == [f"validation-0000{i}-of-00002" for i in range(2)]
