@@ -125,9 +125,10 @@ def write_index_command(shard_dir: Path, index_dir: Path | None = None) -> int:
             write_index(shard, index_dir)
         except FramingError as exc:
             failed += 1
+            index_path(index_dir, shard.name).unlink(missing_ok=True)  # indexed before it was damaged
             print(f"{shard.name}: offset {exc.offset}: {exc.reason}; no index written", file=sys.stderr)
         except OSError as exc:
             raise UserError(f"{index_dir}: cannot write the index of {shard.name} ({exc.strerror})") from None
-    corrupt = f"; {failed} shards are corrupt" if failed else ""
+    corrupt = f"; {failed} shard{'s are' if failed > 1 else ' is'} corrupt" if failed else ""
     print(f"wrote {len(shards) - failed} index files to {index_dir}{corrupt}")
     return 1 if failed else 0

@@ -212,8 +212,8 @@ def scan_split(split: str, root: Path, classes: ClassTable, validation_wnids: li
     """Find one split's images; class folders if there are any, else the flat ILSVRC validation layout."""
     root = resolve(root)
     if not root.is_dir():
-        raise UserError(f"{printable(root)}: {split} directory not found; "
-                        "pass the folder that holds the <wnid>/ class folders")
+        what = "is a file, not a directory" if root.exists() else "directory not found"
+        raise UserError(f"{printable(root)}: {split} {what}; pass the folder that holds the <wnid>/ class folders")
     listing = _list_folder(root)
     subdirs = sorted(listing.folders)
     if subdirs and listing.images:

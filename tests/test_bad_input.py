@@ -41,6 +41,12 @@ def test_missing_directory(tmp_path: Path) -> None:
     assert_one_line_error(result, str(tmp_path / "nowhere"), "train directory not found")
 
 
+def test_a_file_given_as_the_directory(tmp_path: Path) -> None:
+    (tmp_path / "train").write_text("not a folder")
+    assert_one_line_error(build(tmp_path / "train", tmp_path / "out"), str(tmp_path / "train"),
+                          "train is a file, not a directory")
+
+
 def test_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     assert_one_line_error(build(tmp_path / "train", tmp_path / "out"), str(tmp_path / "train"), "has no images")

@@ -97,6 +97,7 @@ def test_write_index_into_another_directory_matches_the_builder(resized_build: P
 def test_write_index_refuses_a_corrupt_shard(tmp_path: Path) -> None:
     shards = write_tf_shards(tmp_path / "foreign", 2)
     second_record = int(tfrecord2idx(shards[1]).splitlines()[1].split()[0])
+    run_build_cli("--write_index", tmp_path / "foreign")  # indexed while intact: its index must not outlive that
     data = bytearray(shards[1].read_bytes())
     data[second_record + 20] ^= 0xFF
     shards[1].write_bytes(data)
@@ -104,6 +105,7 @@ def test_write_index_refuses_a_corrupt_shard(tmp_path: Path) -> None:
     assert result.returncode == 1
     expected = f"{shards[1].name}: offset {second_record}: data CRC mismatch (corrupt record); no index written"
     assert expected in result.stderr
+    assert result.stdout.strip().endswith("; 1 shard is corrupt")
     assert sorted(p.name for p in (tmp_path / "foreign" / "idx").iterdir()) == [f"{shards[0].name}.idx"]
 
 
