@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError
@@ -103,11 +104,23 @@ class _Submitter:
         self.in_flight: dict[str, _Shard] = {}  # task key -> shard
 
     def submit(self, spec: ShardSpec, lost: int = 0) -> None:
-        job = self.client.scatter(partial(write_shard, spec, self.skip_bad_images), hash=False)
+        job = self._scatter(spec)
         key = f"{spec.name}-{uuid.uuid4().hex}"  # unique per build; the dashboard groups by split
         task = self.client.submit(operator.call, job, key=key, pure=False)
         self.in_flight[key] = _Shard(spec, job, task, lost)
         self.running.add(task)
+
+    def _scatter(self, spec: ShardSpec) -> Future:
+        """The shard's job, held by a worker; a worker that dies while it is sent (the scheduler then
+        closes the connection: CommClosedError, an OSError) is survived as a death mid-shard is."""
+        for attempt in range(self.allowed_losses + 1):
+            try:
+                return self.client.scatter(partial(write_shard, spec, self.skip_bad_images), hash=False)
+            except OSError as exc:
+                log.warning("could not hand %s to a Dask worker (%s); trying again", spec.name, exc)
+                time.sleep(min(2**attempt, 10) / 10)
+        raise UserError(f"{spec.name}: no Dask worker would take it ({self.allowed_losses + 1} tries); "
+                        "check the cluster's workers, then run the same command again")
 
     def finish(self, task: Future) -> None:
         self.in_flight.pop(task.key).job.release()
