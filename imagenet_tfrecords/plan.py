@@ -97,7 +97,7 @@ def shard_name(split: str, index: int, num_shards: int) -> str:
 
 
 def shuffle_order(names: list[str], seed: int = SHUFFLE_SEED) -> np.ndarray:
-    """A permutation of range(len(names)) that depends only on the names and the seed.
+    """A permutation of range(len(names)) that depends only on the names and the shuffle seed.
 
     Sorting by a keyed hash of each name gives the same order whatever the listing
     order, the Python version or the machine. A name is hashed as its file-system bytes, so a
