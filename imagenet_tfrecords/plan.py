@@ -20,7 +20,7 @@ from .imaging import ImageOptions
 from .labels import Box, ClassTable
 from .sources import SplitImages
 
-SHUFFLE_SEED = 12345  # the seed of the Inception script, kept for familiarity
+SHUFFLE_SEED = 12345  # the Inception build script's shuffle seed, kept for familiarity
 
 Stamp = tuple[int, int]  # (st_size, st_mtime_ns): what a file was, from stat alone, never reading it
 NO_STAMP: Stamp = (-1, -1)  # the file could not be stat'ed
