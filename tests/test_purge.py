@@ -16,6 +16,8 @@ import pexpect
 import psutil
 import pytest
 
+from imagenet_tfrecords.processes import COMMAND_WIDTH
+
 ROOT = Path(__file__).resolve().parents[1]
 PURGE = str(ROOT / "purge_mem_caches.py")
 PASSWORD = "correct horse battery"
@@ -299,8 +301,9 @@ def test_stale_process_is_ended_after_confirmation(host: Path, stale_build: subp
     child.expect_exact("not a row number in 1..1")
     child.expect_exact("End which")
     child.sendline(row)
-    child.expect_exact(f"pid {stale_build.pid}: {sys.executable} -c print('ready', flush=True) import")
-    child.expect_exact("...")  # the command line, on one line (its newline a space), cut to fit
+    command = " ".join(" ".join(stale_build.args).split())  # on one line: its newline a space
+    assert len(command) > COMMAND_WIDTH  # so it must be cut, wherever the checkout lives
+    child.expect_exact(f"pid {stale_build.pid}: {command[:COMMAND_WIDTH - 3]}...")
     child.expect_exact("End these 1 process(es)? [y/N] ")
     assert stale_build.poll() is None
     child.sendline("y")
