@@ -26,13 +26,13 @@ from .labels import (
     load_class_table,
     load_validation_labels,
 )
-from .atomic import write_atomically
 from .dataset_info import write_dataset_info
 from .manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, read_manifest, remove_stale_temporaries
 from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
 from .shard_count import fitted_shard_count
 from .shard import BadImage, ShardResult
+from .storage import Folder, folder, join, local_path
 from .sources import Ignored, SplitImages, scan_flat_validation, scan_split, warn_ignored
 from .tar_index import INDEX_DIR, index_tar, load_bounding_box_tar
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BuildConfig:
-    output_dir: Path
+    output_dir: Path | str  # a local path, or a bucket URL (s3://, gs://, ...)
     train_dir: Path | None = None
     validation_dir: Path | None = None
     train_shards: int | None = None  # None: fitted to the data (shard_count); the manifest's splits get the count
@@ -54,7 +54,7 @@ class BuildConfig:
     image: ImageOptions = ImageOptions()
     label_offset: int = 1
     skip_bad_images: bool = False
-    index_dir: Path | None = None  # DALI index files; None: none written
+    index_dir: Path | str | None = None  # DALI index files (a path, or a URL as output_dir's); None: none written
     scheduler: str | None = None  # a Dask scheduler address; None: this machine's process pool
     train_tar: Path | None = None  # ILSVRC2012_img_train.tar, read in place instead of train_dir
     validation_tar: Path | None = None  # ILSVRC2012_img_val.tar, read in place instead of validation_dir
@@ -68,6 +68,9 @@ class BuildConfig:
                 raise UserError(f"pass --{split}_directory or --{split}_tar, not both")
         if self.bounding_box_file is not None and self.bbox_tar is not None:
             raise UserError("pass --bounding_box_file or --bbox_tar, not both")
+        if self.index_dir is not None and (local_path(self.index_dir) is None) != (local_path(self.output_dir) is None):
+            raise UserError(f"{self.index_dir}: --index_directory must be where --output_directory is "
+                            "(both local, or both in a bucket), so that a finished shard always has its index")
 
     def manifest_options(self) -> dict:
         """What decides the bytes of the output: a re-run with other values must not mix in."""
@@ -109,8 +112,13 @@ def _validation_sources(config: BuildConfig, kaggle_root: Path | None) -> list[L
     return sources + [LabelSource(str(config.validation_labels_file), shipped)]
 
 
+def _tar_index_cache(config: BuildConfig) -> Folder:
+    """Where the tars' indexes are kept: in the output, so a resumed build (on any machine) reuses them."""
+    return folder(join(config.output_dir, INDEX_DIR))
+
+
 def _scan_train_tar(tar: Path, config: BuildConfig, classes: ClassTable) -> SplitImages:
-    index = index_tar(tar, Path(config.output_dir) / INDEX_DIR, nested=True)
+    index = index_tar(tar, _tar_index_cache(config), nested=True)
     lookup = classes.index_of()
     labels = []
     for name in index.names:
@@ -124,7 +132,7 @@ def _scan_train_tar(tar: Path, config: BuildConfig, classes: ClassTable) -> Spli
 
 
 def _scan_validation_tar(tar: Path, config: BuildConfig, classes: ClassTable, wnids: list[str]) -> SplitImages:
-    index = index_tar(tar, Path(config.output_dir) / INDEX_DIR, nested=False)
+    index = index_tar(tar, _tar_index_cache(config), nested=False)
     if not index.names:
         raise UserError(f"{printable(index.path)}: the validation tar has no images; "
                         "pass ILSVRC2012_img_val.tar as --validation_tar")
@@ -132,7 +140,7 @@ def _scan_validation_tar(tar: Path, config: BuildConfig, classes: ClassTable, wn
                                 Ignored.of(index.ignored, index.path, True))
 
 
-def _recorded_shard_counts(output_dir: Path) -> dict[str, int]:
+def _recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
     """The shard count of each split an earlier build planned in `output_dir` (none: a new directory)."""
     try:
         splits = read_manifest(output_dir).get("splits", {})
@@ -182,7 +190,7 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable, recorded: dict[str,
 
 def _load_boxes(config: BuildConfig, classes: ClassTable) -> dict[str, list[Box]]:
     if config.bbox_tar is not None:
-        return load_bounding_box_tar(config.bbox_tar, Path(config.output_dir) / INDEX_DIR, frozenset(classes.wnids))
+        return load_bounding_box_tar(config.bbox_tar, _tar_index_cache(config), frozenset(classes.wnids))
     return load_bounding_boxes(config.bounding_box_file) if config.bounding_box_file else {}
 
 
@@ -203,10 +211,12 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     sizes = plan.shard_sizes()
     pending: list[tuple[int, np.ndarray]] = []  # shard index, its files' stamps (16 bytes an image)
     done_images = 0
+    present = folder(config.output_dir).sizes()  # one listing, not a stat (or a request) per shard
+    indexes = folder(config.index_dir).sizes() if config.index_dir is not None else {}
     for spec_index in range(plan.num_shards):
         stamps = plan.stamps(spec_index)  # one stat per file; kept so the engine's spec needs none
         spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image, config.index_dir, stamps)
-        if manifest.is_complete(spec, config.skip_bad_images):
+        if manifest.is_complete(spec, config.skip_bad_images, present, indexes):
             summary.resumed_shards += 1
             done_images += sizes[spec_index]
         else:
@@ -231,16 +241,15 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     return summary
 
 
-def _write_bad_image_report(output_dir: Path, manifest: Manifest) -> None:
+def _write_bad_image_report(output: Folder, manifest: Manifest) -> None:
     """bad_images.tsv: every image left out of the directory's shards, of every split built into it."""
-    report = output_dir / BAD_IMAGES_REPORT
     rows = sorted((split, bad.path, bad.reason) for split in manifest.splits for bad in manifest.bad_images(split))
     if not rows:
-        report.unlink(missing_ok=True)
+        output.remove([BAD_IMAGES_REPORT])
         return
     lines = [("split", "path", "reason"), *rows]
     text = "".join("\t".join(map(_tsv_field, row)) + "\n" for row in lines)
-    write_atomically(report, text, "the bad image report")
+    output.write(BAD_IMAGES_REPORT, text, "the bad image report")
 
 
 _TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -259,7 +268,7 @@ def _check_shard_counts(plans: list[SplitPlan], manifest: Manifest) -> None:
         recorded = manifest.data.get("splits", {}).get(plan.split, {}).get("shards", plan.num_shards)
         if recorded != plan.num_shards:
             raise UserError(
-                f"{manifest.path.parent}: holds the {plan.split} split in {recorded} shard(s), not the "
+                f"{manifest.output}: holds the {plan.split} split in {recorded} shard(s), not the "
                 f"{plan.num_shards} of --{plan.split}_shards; pass --{plan.split}_shards {recorded} (or leave it out) "
                 "to resume it, use another --output_directory, or delete its shards and manifest.json"
             )
@@ -268,8 +277,8 @@ def _check_shard_counts(plans: list[SplitPlan], manifest: Manifest) -> None:
 def run_build(config: BuildConfig) -> list[SplitSummary]:
     """Build every requested split into `config.output_dir`; resumes an interrupted build."""
     classes = load_class_table(config.labels_file, config.metadata_file, config.label_offset)
-    output_dir = Path(config.output_dir)
-    directories = [output_dir] + ([Path(config.index_dir)] if config.index_dir is not None else [])
+    output_dir = config.output_dir
+    directories = [output_dir] + ([config.index_dir] if config.index_dir is not None else [])
     with claim_directories(directories):  # before the scan: it may keep tar indexes in the output directory
         boxes = _load_boxes(config, classes)
         plans = _scan_and_plan(config, classes, _recorded_shard_counts(output_dir))
@@ -278,12 +287,12 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
             manifest.record_index_directory(config.index_dir)
             for directory in directories:
                 for name in remove_stale_temporaries(directory):
-                    log.info("removed %s, left unfinished by an interrupted run", directory / name)
+                    log.info("removed %s, left unfinished by an interrupted run", folder(directory).url_of(name))
             try:
                 summaries = [_build_split(plan, config, classes, boxes, manifest) for plan in plans]
             finally:  # workers stopped early, or one that died mid-shard, leave temporaries behind
                 for directory in directories:
                     remove_stale_temporaries(directory)
-        _write_bad_image_report(output_dir, manifest)
+        _write_bad_image_report(manifest.output, manifest)
         write_dataset_info(output_dir, manifest.data, classes)
     return summaries

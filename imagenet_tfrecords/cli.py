@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
@@ -15,6 +14,7 @@ from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATI
 from .pool import available_cpus
 from .shard_count import SHARD_RULE
 from .sources import resolve
+from .storage import is_url, join, local_path
 from .verify import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
 log = logging.getLogger("imagenet_tfrecords")
@@ -36,24 +36,31 @@ def _quality(text: str) -> int:
     return value
 
 
-URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
 class _UrlArgument(str):
     """A path flag given as a URL: kept as it was typed, so `_refuse_urls` can name it."""
 
 
 def _path(text: str) -> Path | _UrlArgument:
     # pathlib would turn s3://bucket/x into s3:/bucket/x, a local folder named "s3:".
-    return _UrlArgument(text) if URL.match(text) else Path(text)
+    return _UrlArgument(text) if is_url(text) else Path(text)
+
+
+# The flags that take a bucket (s3://, gs://, any fsspec URL) as well as a local path.
+BUCKET_FLAGS = frozenset({"output_directory", "index_directory", "train_tar", "validation_tar"})
 
 
 def _refuse_urls(args: argparse.Namespace) -> None:
-    """Buckets and other URLs are not read or written yet: one line, never a local folder named `s3:`."""
+    """A URL where only a local path will do: one line, never a local folder named `s3:`."""
     for flag, value in vars(args).items():
-        if isinstance(value, _UrlArgument):
-            raise UserError(f"{value}: --{flag} takes a local or mounted path; buckets and other URLs "
-                            "(s3://, gs://, ...) are not supported yet: copy the data to a local or NFS path")
+        if isinstance(value, _UrlArgument) and flag not in BUCKET_FLAGS:
+            raise UserError(f"{value}: --{flag} takes a local or mounted path, not a URL; copy the file to a "
+                            f"local or NFS path (buckets work for {', '.join('--' + f for f in sorted(BUCKET_FLAGS))})")
+
+
+def _location(value: Path | str) -> Path | str:
+    """An absolute local path (workers, local or on a cluster, may run in another directory), or a bucket URL."""
+    path = local_path(value)
+    return resolve(path) if path is not None else str(value).rstrip("/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,14 +172,14 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         raise UserError("--from_tars goes with --sample DIR")
     if output_dir is None:
         raise UserError("pass --output_directory (where the shards go)")
-    output_dir = resolve(output_dir)
+    output_dir = _location(output_dir)
     # Absolute paths: workers (local or on a cluster) may run in another directory.
     train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar, kaggle_root = (
-        resolve(path) if path is not None else None
+        _location(path) if path is not None else None
         for path in (train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar,
                      args.kaggle_root)
     )
-    index_dir = None if args.no_index else resolve(args.index_directory or output_dir / "idx")
+    index_dir = None if args.no_index else _location(args.index_directory or join(output_dir, "idx"))
     return BuildConfig(
         output_dir=output_dir,
         train_dir=train_dir,
@@ -200,7 +207,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
     )
 
 
-def format_summary(summaries: list[SplitSummary], output_dir: Path) -> str:
+def format_summary(summaries: list[SplitSummary], output_dir: Path | str) -> str:
     lines = [f"{'split':<11} {'images':>9} {'written':>9} {'shards':>7} {'resumed':>8} {'bad':>5} {'seconds':>8}"]
     for s in summaries:
         lines.append(f"{s.split:<11} {s.images:>9} {s.written:>9} {s.shards:>7} {s.resumed_shards:>8} "
@@ -208,7 +215,7 @@ def format_summary(summaries: list[SplitSummary], output_dir: Path) -> str:
     lines += [f"{s.split}: {s.ignored.describe()}" for s in summaries if s.ignored.count]
     lines.append(f"shards in {output_dir}")
     if any(s.bad_images for s in summaries):
-        lines.append(f"left out bad images, listed in {output_dir / BAD_IMAGES_REPORT}")
+        lines.append(f"left out bad images, listed in {join(output_dir, BAD_IMAGES_REPORT)}")
     return "\n".join(lines)
 
 

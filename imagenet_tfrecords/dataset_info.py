@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from . import __version__
-from .atomic import write_atomically
 from .labels import ClassTable
 from .manifest import DATASET_INFO_NAME
+from .storage import folder
 
 FORMAT_VERSION = 1
 
@@ -87,6 +87,6 @@ def dataset_info(manifest: dict, classes: ClassTable) -> dict:
     }
 
 
-def write_dataset_info(output_dir: Path, manifest: dict, classes: ClassTable) -> None:
+def write_dataset_info(output_dir: Path | str, manifest: dict, classes: ClassTable) -> None:
     text = json.dumps(dataset_info(manifest, classes), indent=1) + "\n"
-    write_atomically(Path(output_dir) / DATASET_INFO_NAME, text, "the dataset description")
+    folder(output_dir).write(DATASET_INFO_NAME, text, "the dataset description")

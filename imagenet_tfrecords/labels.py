@@ -24,6 +24,12 @@ DEFAULT_LABELS_FILE = _shipped("imagenet_lsvrc_2015_synsets.txt")
 DEFAULT_METADATA_FILE = _shipped("imagenet_metadata.txt")
 DEFAULT_VALIDATION_LABELS_FILE = _shipped("imagenet_2012_validation_synset_labels.txt")
 
+# `--labels_file imagenet21k`: the 21,841 synsets of ImageNet-21k (fall11_whole.tar, one <wnid>.tar each), in
+# sorted order, made from the shipped metadata (21,842 synsets: fall11 plus the one below). A file of that
+# name, when there is one, is read as a labels file like any other.
+IMAGENET21K = "imagenet21k"
+NOT_IN_FALL11 = frozenset({"n04399382"})  # "teddy, teddy bear": an ILSVRC-2012 class fall11 has no tar for
+
 Box = tuple[float, float, float, float]  # xmin, ymin, xmax, ymax, relative to the image
 
 
@@ -56,8 +62,17 @@ def _read_lines(path: Path, what: str) -> list[str]:
     return [line.strip() for line in read_text(path, what).splitlines() if line.strip()]
 
 
+def imagenet21k_wnids() -> list[str]:
+    """The ImageNet-21k (fall11) synsets in label order: every wnid of the shipped metadata, sorted,
+    but NOT_IN_FALL11."""
+    lines = _read_lines(DEFAULT_METADATA_FILE, "metadata file")
+    return sorted(wnid for wnid in (line.split("\t", 1)[0] for line in lines) if wnid not in NOT_IN_FALL11)
+
+
 def load_wnids(path: Path) -> list[str]:
-    """Read a labels file: one synset id per line, in label order."""
+    """Read a labels file: one synset id per line, in label order; IMAGENET21K names the ImageNet-21k set."""
+    if Path(path) == Path(IMAGENET21K) and not Path(path).exists():
+        return imagenet21k_wnids()
     wnids = _read_lines(path, "labels file")
     if not wnids:
         raise UserError(f"{path}: labels file is empty; it needs one synset id per line")

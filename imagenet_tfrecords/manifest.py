@@ -6,6 +6,9 @@ size, SHA-256, bad images). While a build runs, each finished shard is appended 
 a shard costs the same at the 10,000th shard as at the first. The journal is folded into
 manifest.json at the end of every build and when a later build opens the directory; `--verify`
 reads both. A line cut short by a crash is skipped: its shard is simply written again.
+
+In a bucket, which has no appends, the journal is a folder of one object per finished shard,
+written by the worker before it uploads the shard (see `shard._publish`), and folded in the same way.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-from .atomic import final_name, fsync_directory, write_atomically
+from .atomic import final_name, fsync_directory
 from .errors import UserError
 from .plan import ShardSpec
-from .shard import BadImage, ShardResult, index_path
+from .shard import BUCKET_JOURNAL, BadImage, ShardResult
+from .storage import Bucket, Folder, folder, local_path
 
 log = logging.getLogger(__name__)
 
@@ -57,36 +60,41 @@ def exclusive_lock(directory: Path) -> Iterator[None]:
 
 
 @contextmanager
-def claim_directories(directories: list[Path]) -> Iterator[None]:
-    """Create each directory a build writes into (output, index) and hold `exclusive_lock` on it."""
+def claim_directories(directories: list[Path | str]) -> Iterator[None]:
+    """Create each local directory a build writes into (output, index) and hold `exclusive_lock` on it;
+    check that each bucket exists and takes writes (a bucket has no lock: one build per folder at a time)."""
     with ExitStack() as stack:
         locked = set()
         for directory in directories:
+            path = local_path(directory)
+            if path is None:
+                Bucket(str(directory)).check_writable()
+                continue
             try:
-                directory.mkdir(parents=True, exist_ok=True)
+                path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UserError(f"{directory}: cannot create the directory ({exc.strerror})") from None
-            if directory.resolve() not in locked:
-                stack.enter_context(exclusive_lock(directory))
-                locked.add(directory.resolve())
+                raise UserError(f"{path}: cannot create the directory ({exc.strerror})") from None
+            if path.resolve() not in locked:
+                stack.enter_context(exclusive_lock(path))
+                locked.add(path.resolve())
         yield
 
 
-def remove_stale_temporaries(directory: Path) -> list[str]:
-    """Delete unfinished shards, indexes and reports of an interrupted run; returns their names."""
-    removed = sorted(p.name for p in directory.iterdir() if BUILD_FILE.fullmatch(final_name(p.name) or ""))
+def remove_stale_temporaries(directory: Path | str) -> list[str]:
+    """Delete unfinished shards, indexes and reports of an interrupted run (in a bucket: abort its
+    unfinished multipart uploads); returns their names."""
+    path = local_path(directory)
+    if path is None:
+        return Bucket(str(directory)).abort_unfinished_uploads()
+    removed = sorted(p.name for p in path.iterdir() if BUILD_FILE.fullmatch(final_name(p.name) or ""))
     for name in removed:
-        (directory / name).unlink(missing_ok=True)
+        (path / name).unlink(missing_ok=True)
     return removed
 
 
-def _journal_entries(path: Path) -> Iterator[dict]:
-    """The shard entries of a journal in order; a damaged line (a crash mid-write) is skipped."""
-    try:
-        text = path.read_text(encoding="ascii", errors="replace")
-    except FileNotFoundError:
-        return
-    for number, line in enumerate(text.splitlines(), 1):
+def _parse_entries(lines: Iterator[tuple[str, str]]) -> Iterator[dict]:
+    """The shard entries of (where, JSON text) pairs in order; a damaged one (a crash mid-write) is skipped."""
+    for where, line in lines:
         try:
             entry = json.loads(line)
             if isinstance(entry, dict) and "name" in entry:
@@ -94,17 +102,32 @@ def _journal_entries(path: Path) -> Iterator[dict]:
                 continue
         except ValueError:
             pass
-        log.warning("%s: line %d is damaged (cut short by a crash); ignored, that shard will be written again",
-                    path, number)
+        log.warning("%s is damaged (cut short by a crash); ignored, that shard will be written again", where)
 
 
-def read_manifest(directory: Path) -> dict:
+def _journal_entries(output: Folder) -> Iterator[dict]:
+    """The finished shards recorded since manifest.json was last written."""
+    if isinstance(output, Bucket):
+        names = sorted(f"{BUCKET_JOURNAL}/{name}" for name in output.sizes(BUCKET_JOURNAL))
+        texts = output.read_many(names)
+        yield from _parse_entries((output.url_of(name), texts[name].decode("ascii", "replace")) for name in names)
+        return
+    path = output.path / JOURNAL_NAME
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return
+    yield from _parse_entries((f"{path}: line {number}", line) for number, line in enumerate(text.splitlines(), 1))
+
+
+def read_manifest(directory: Path | str) -> dict:
     """What a build in `directory` has recorded: manifest.json with the journal's shards applied.
 
     OSError or ValueError when manifest.json is missing or unreadable.
     """
-    data = json.loads((directory / MANIFEST_NAME).read_text(encoding="ascii"))
-    for entry in _journal_entries(directory / JOURNAL_NAME):
+    output = folder(directory)
+    data = json.loads(output.read(MANIFEST_NAME).decode("ascii"))
+    for entry in _journal_entries(output):
         data["shards"][entry["name"]] = entry
     return data
 
@@ -136,39 +159,41 @@ class Manifest:
     Used as a context manager: on leaving, the journal is folded into manifest.json.
     """
 
-    def __init__(self, output_dir: Path, data: dict) -> None:
-        self.path = output_dir / MANIFEST_NAME
-        self.journal_path = output_dir / JOURNAL_NAME
+    def __init__(self, output: Folder, data: dict) -> None:
+        self.output = output
+        self.path = output.url_of(MANIFEST_NAME)  # as messages name it
         self.data = data
         self._journal: TextIO | None = None
 
     @classmethod
-    def open(cls, output_dir: Path, options: dict, option_names: Mapping[str, str] | None = None) -> Manifest:
+    def open(cls, output_dir: Path | str, options: dict, option_names: Mapping[str, str] | None = None) -> Manifest:
         """Load the manifest of an earlier run with the same options, or start a new one;
         `option_names` name the options in the refusal (see `changed_options`)."""
-        path = output_dir / MANIFEST_NAME
-        if path.exists():
+        output = folder(output_dir)
+        present = output.sizes()
+        if MANIFEST_NAME in present:
             try:
                 data = read_manifest(output_dir)
             except (OSError, ValueError) as exc:
-                raise UserError(f"{path}: unreadable manifest ({exc}); delete it and the shards to rebuild") from None
+                raise UserError(f"{output.url_of(MANIFEST_NAME)}: unreadable manifest ({exc}); "
+                                "delete it and the shards to rebuild") from None
             changed = changed_options(data.get("options", {}), options, option_names or {})
             if changed:
                 raise UserError(
-                    f"{output_dir}: holds a build made with other options ({'; '.join(changed)}); "
+                    f"{output}: holds a build made with other options ({'; '.join(changed)}); "
                     "run with the earlier values to resume it, use another --output_directory, "
                     "or delete its shards and manifest.json"
                 )
             data["format_version"] = FORMAT_VERSION  # older entries' digests differ: those shards are redone
-            manifest = cls(output_dir, data)
+            manifest = cls(output, data)
         else:
-            foreign = sorted(p.name for p in output_dir.iterdir() if SHARD_NAME.fullmatch(p.name))
+            foreign = sorted(name for name in present if SHARD_NAME.fullmatch(name))
             if foreign:
                 raise UserError(
-                    f"{output_dir}: holds shards ({foreign[0]}, ...) but no {MANIFEST_NAME}; "
+                    f"{output}: holds shards ({foreign[0]}, ...) but no {MANIFEST_NAME}; "
                     "use an empty --output_directory"
                 )
-            manifest = cls(output_dir, {"format_version": FORMAT_VERSION, "options": options, "shards": {}})
+            manifest = cls(output, {"format_version": FORMAT_VERSION, "options": options, "shards": {}})
         manifest.fold()  # a new journal starts empty, never after a line torn by a crash
         return manifest
 
@@ -191,26 +216,29 @@ class Manifest:
     def splits(self) -> list[str]:
         return sorted(self.data.get("splits", {}))
 
-    def is_complete(self, spec: ShardSpec, skip_bad_images: bool) -> bool:
-        """The finished shard (and its index, if asked for) is there, recorded, made from the same
+    def is_complete(self, spec: ShardSpec, skip_bad_images: bool, present: Mapping[str, int],
+                    indexes: Container[str]) -> bool:
+        """The finished shard is there (`present`: the output folder's files and sizes) with its
+        index, if asked for (`indexes`: the index folder's files), recorded, made from the same
         inputs as planned now, and left no bad image out unless this run skips bad images."""
         entry = self.shards.get(spec.name)
-        final = Path(spec.output_dir) / spec.name
         return (
             entry is not None
             and entry["digest"] == spec.digest()
             and (skip_bad_images or not entry["bad_images"])
-            and final.is_file()
-            and final.stat().st_size == entry["size"]
-            and (spec.index_dir is None or index_path(spec.index_dir, spec.name).is_file())
+            and present.get(spec.name) == entry["size"]
+            and (spec.index_dir is None or f"{spec.name}.idx" in indexes)
         )
 
-    def record_index_directory(self, index_dir: Path | None) -> None:
+    def record_index_directory(self, index_dir: Path | str | None) -> None:
         """Where this build writes DALI indexes (None: none), so verification knows to expect them;
         relative to the output directory when inside it, so a copied build stays consistent."""
-        if index_dir is not None and Path(index_dir).is_relative_to(self.path.parent):
-            index_dir = Path(index_dir).relative_to(self.path.parent)
-        self.data["index_directory"] = str(index_dir) if index_dir is not None else None
+        if index_dir is not None:
+            index_dir = str(index_dir)
+            inside = str(self.output) + ("/" if isinstance(self.output, Bucket) else os.sep)
+            if index_dir.startswith(inside):
+                index_dir = index_dir[len(inside):]
+        self.data["index_directory"] = index_dir
         self.save()
 
     def record_split(self, split: str, images: int, shards: int, classes_present: int, classes_total: int) -> None:
@@ -221,19 +249,22 @@ class Manifest:
         self.save()
 
     def record(self, result: ShardResult) -> None:
-        """A finished shard: one line appended to the journal and fsync'd (the shard itself already is)."""
-        entry = asdict(result)
-        entry["bad_images"] = [asdict(bad) for bad in result.bad_images]
+        """A finished shard: one line appended to the journal and fsync'd (the shard itself already is).
+        In a bucket the worker has written the shard's entry before the shard."""
+        entry = result.entry()
         self.shards[result.name] = entry
+        if isinstance(self.output, Bucket):
+            return
+        journal = self.output.path / JOURNAL_NAME
         try:
             if self._journal is None:
-                self._journal = open(self.journal_path, "a", encoding="ascii")
-                fsync_directory(self.journal_path.parent)
+                self._journal = open(journal, "a", encoding="ascii")
+                fsync_directory(journal.parent)
             self._journal.write(json.dumps(entry, sort_keys=True) + "\n")
             self._journal.flush()
             os.fsync(self._journal.fileno())
         except OSError as exc:
-            raise UserError(f"{self.journal_path}: cannot record the finished shard {result.name} ({exc.strerror}); "
+            raise UserError(f"{journal}: cannot record the finished shard {result.name} ({exc.strerror}); "
                             "make room, then run the same command again") from None
 
     def bad_images(self, split: str) -> list[BadImage]:
@@ -245,14 +276,18 @@ class Manifest:
         ]
 
     def save(self) -> None:
-        write_atomically(self.path, json.dumps(self.data, indent=1, sort_keys=True), "the manifest")
+        self.output.write(MANIFEST_NAME, json.dumps(self.data, indent=1, sort_keys=True), "the manifest")
 
     def fold(self) -> None:
         """Write every recorded shard into manifest.json, then drop the journal."""
         self.save()
+        if isinstance(self.output, Bucket):
+            self.output.remove([f"{BUCKET_JOURNAL}/{name}" for name in self.output.sizes(BUCKET_JOURNAL)])
+            return
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        if self.journal_path.exists():
-            self.journal_path.unlink()
-            fsync_directory(self.journal_path.parent)
+        journal = self.output.path / JOURNAL_NAME
+        if journal.exists():
+            journal.unlink()
+            fsync_directory(journal.parent)

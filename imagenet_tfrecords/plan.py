@@ -19,6 +19,7 @@ from .errors import UserError
 from .imaging import ImageOptions
 from .labels import Box, ClassTable
 from .sources import SplitImages
+from .storage import stamp_of
 
 SHUFFLE_SEED = 12345  # the Inception build script's shuffle seed, kept for familiarity
 
@@ -31,9 +32,10 @@ def file_stamp(stat: os.stat_result) -> Stamp:
 
 
 def path_stamp(path: str) -> Stamp:
+    """The stamp of a local file or of an object in a bucket."""
     try:
-        return file_stamp(os.stat(path))
-    except OSError:  # missing or unreadable: the worker reports it as a bad image
+        return file_stamp(os.stat(path)) if "://" not in path else stamp_of(path)  # os.stat: 1.28 M times
+    except (OSError, UserError):  # missing or unreadable: the worker reports it as a bad image
         return NO_STAMP
 
 

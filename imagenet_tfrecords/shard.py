@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from dataclasses import dataclass
+import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .atomic import atomic_file, write_atomically
-from .errors import BadImageError
+from .errors import BadImageError, UserError
 from .imaging import prepare_image
 from .plan import ShardItem, ShardSpec, Stamp, file_stamp
 from .records import build_example, dali_index_line, frame_record
+from .storage import Bucket, filesystem, is_url, local_path, store_errors, store_problem
 
 WRITE_BUFFER_BYTES = 8 << 20  # 8 MiB: few, large writes
+FETCH_BATCH = 32  # images from a bucket: fetched this many at a time, concurrently
+BUCKET_JOURNAL = "manifest.journal"  # in a bucket: a folder of one `<shard>.json` entry per finished shard
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,12 @@ class ShardResult:
     size: int
     sha256: str
     bad_images: tuple[BadImage, ...]
+
+    def entry(self) -> dict:
+        """The shard as manifest.json records it."""
+        entry = asdict(self)
+        entry["bad_images"] = [asdict(bad) for bad in self.bad_images]
+        return entry
 
 
 def index_path(index_dir: str | Path, shard: str) -> Path:
@@ -74,19 +87,101 @@ class _ImageReader:
         self._archives.clear()
 
 
-def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
-    """Write `spec` to a temporary of its own, fsync it, then rename it to the final shard name.
+class _BucketReader:
+    """Reads the items of a shard from a bucket in order, FETCH_BATCH at a time with concurrent ranged
+    requests, the next batch fetched while this one is encoded. The stamps are the planned ones
+    (from the listing or the tar's `info`): an object changed since then differs at the next run.
 
-    The DALI index (when asked for) is written the same way and renamed just before the shard,
-    so a finished shard always has its index. A bad image raises BadImageError, or with
+    A missing object is a bad image; any other failure of the store (credentials, network) stops
+    the build with one line, so that it can never pass for bad images and be skipped.
+    """
+
+    def __init__(self, items: tuple[ShardItem, ...]) -> None:
+        self.stamps: list[Stamp] = []
+        self._batches = [items[i:i + FETCH_BATCH] for i in range(0, len(items), FETCH_BATCH)]
+        self._fetcher = ThreadPoolExecutor(1, thread_name_prefix="fetch")
+        self._pending = deque(self._fetcher.submit(self._fetch, batch) for batch in self._batches[:2])
+        self._next_batch = 2
+        self._current: deque[bytes | BaseException] = deque()
+
+    @staticmethod
+    def _fetch(batch: tuple[ShardItem, ...]) -> list[bytes | BaseException]:
+        fs, _ = filesystem(batch[0].path)
+        paths = [fs._strip_protocol(item.path) for item in batch]
+        starts = [item.offset for item in batch]
+        ends = [None if item.offset is None else item.offset + item.length for item in batch]
+        with store_errors(batch[0].path, "read the images"):
+            return fs.cat_ranges(paths, starts, ends, on_error="return")
+
+    def read(self, item: ShardItem) -> bytes:
+        self.stamps.append(item.stamp)
+        if not self._current:
+            self._current.extend(self._pending.popleft().result())
+            if self._next_batch < len(self._batches):
+                self._pending.append(self._fetcher.submit(self._fetch, self._batches[self._next_batch]))
+                self._next_batch += 1
+        data = self._current.popleft()
+        if isinstance(data, FileNotFoundError):
+            raise BadImageError(item.source, "not found in the bucket (deleted since the listing?)")
+        if isinstance(data, BaseException):
+            raise UserError(f"{item.source}: cannot read the image ({store_problem(data)}); "
+                            "check the bucket and your credentials, then run the same command again")
+        if item.offset is not None and len(data) != item.length:
+            raise BadImageError(item.source, "the archive ends inside this member (truncated archive)")
+        return data
+
+    def close(self) -> None:
+        self._fetcher.shutdown(wait=True, cancel_futures=True)
+
+
+def _reader(items: tuple[ShardItem, ...]) -> _ImageReader | _BucketReader:
+    """A split's images are all local or all in one bucket."""
+    return _BucketReader(items) if items and is_url(items[0].path) else _ImageReader()
+
+
+def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
+    """Write the shard of `spec` (and its DALI index, when asked for) so that it appears whole or not at all.
+
+    Into a local folder: through a temporary of its own, fsync'd and renamed to the shard's name,
+    its index renamed just before it, so a finished shard always has its index. Into a bucket: a
+    finished local copy is uploaded (see `_publish`). A bad image raises BadImageError, or with
     `skip_bad_images` is left out and reported in the result.
     """
-    final = Path(spec.output_dir) / spec.name
+    output = local_path(spec.output_dir)
+    if output is not None:
+        index_file = index_path(spec.index_dir, spec.name) if spec.index_dir is not None else None
+        return _write(spec, output / spec.name, index_file, skip_bad_images)
+    with tempfile.TemporaryDirectory(prefix="imagenet-tfrecords-") as spool:  # the index's bucket is the shard's kind
+        index_file = index_path(spool, spec.name) if spec.index_dir is not None else None
+        result = _write(spec, Path(spool) / spec.name, index_file, skip_bad_images)
+        _publish(spec, result, Path(spool) / spec.name, index_file)
+    return result
+
+
+def _publish(spec: ShardSpec, result: ShardResult, shard_file: Path, index_file: Path | None) -> None:
+    """Upload a finished shard and its index to the bucket.
+
+    The shard's manifest entry is written first, so every shard object in the bucket is one its
+    manifest vouches for (a killed upload leaves the entry and no object: the shard is written
+    again); an older object of the same name is deleted before that, so the new entry can never
+    stand beside it. The index goes up before the shard, as on disk.
+    """
+    output = Bucket(spec.output_dir)
+    output.remove([spec.name])
+    output.write(f"{BUCKET_JOURNAL}/{spec.name}.json", json.dumps(result.entry(), sort_keys=True),
+                 "the finished shard's manifest entry")
+    if index_file is not None:
+        Bucket(spec.index_dir).upload(index_file, index_file.name, "the DALI index")
+    output.upload(shard_file, spec.name, "the shard")
+
+
+def _write(spec: ShardSpec, final: Path, index_file: Path | None, skip_bad_images: bool) -> ShardResult:
+    """Write the shard to `final` and its index to `index_file`, each through `atomic`."""
     checksum = hashlib.sha256()
     bad: list[BadImage] = []
     index_lines: list[str] = []
     records = size = 0
-    reader = _ImageReader()
+    reader = _reader(spec.items)
     try:
         with atomic_file(final, "the shard", WRITE_BUFFER_BYTES) as out:
             for item in spec.items:
@@ -103,8 +198,8 @@ def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
                 index_lines.append(dali_index_line(size, len(record)))
                 records += 1
                 size += len(record)
-            if spec.index_dir is not None:
-                write_atomically(index_path(spec.index_dir, spec.name), "".join(index_lines), "the DALI index")
+            if index_file is not None:
+                write_atomically(index_file, "".join(index_lines), "the DALI index")
     finally:
         reader.close()
     return ShardResult(spec.split, spec.index, spec.name, spec.digest(reader.stamps), records, size,

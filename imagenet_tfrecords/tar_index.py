@@ -6,11 +6,14 @@ per class; each is indexed where it lies inside the outer tar, so every JPEG bec
 (offset, length) slice of the one big file, read later with pread. An index is kept in
 `<output>/.tar_index/`, named after the tar's size and mtime, so a resumed build does not scan
 again.
+
+A tar in a bucket is indexed the same way through ranged reads of its headers (a small block
+read ahead holds a member's last byte, which tarfile checks, and the next header), never
+downloaded whole; its images are then read by ranged reads at their offsets.
 """
 
 from __future__ import annotations
 
-import glob
 import gzip
 import hashlib
 import io
@@ -32,11 +35,13 @@ from .download.unpack import BOUNDING_BOX_CSV, UnpackOptions, convert_bounding_b
 from .errors import UserError, printable
 from .labels import Box, load_bounding_boxes
 from .sources import cannot_read, is_image_name, resolve, where
+from .storage import Folder, LocalFolder, is_url, open_url, stamp_of
 
 log = logging.getLogger(__name__)
 
 INDEX_DIR = ".tar_index"
 INDEX_VERSION = 2  # 2: names kept as bytes with their lengths, and the entries not taken
+HEADER_BLOCK_BYTES = 64 << 10  # a tar in a bucket: one ranged read of 64 KiB per member, about
 CLASS_ARCHIVE = re.compile(r"(n\d{8})\.tar")
 END_OF_ARCHIVE = bytes(tarfile.BLOCKSIZE)
 
@@ -45,7 +50,7 @@ END_OF_ARCHIVE = bytes(tarfile.BLOCKSIZE)
 class TarIndex:
     """The images of one tar: names as the extracted tree would list them, and their (offset, length)."""
 
-    path: Path
+    path: Path | str  # a local path or a URL
     names: list[str]  # `<wnid>/<file>` for the train tar, the file name for a flat tar; sorted
     members: np.ndarray  # int64 (N, 2), parallel to `names`
     ignored: list[str]  # entries not taken, named as the extracted tree's scan names them (sources.Ignored)
@@ -134,11 +139,15 @@ def _images(members: list[Member]) -> tuple[list[tuple[str, tarfile.TarInfo]], l
 Scan = tuple[list[str], list[tuple[int, int]], list[str]]  # names, (offset, length) of each, entries not taken
 
 
-def _scan_train(path: Path, size: int) -> Scan:
+def _open(path: Path | str) -> IO[bytes]:
+    return open_url(path, HEADER_BLOCK_BYTES) if isinstance(path, str) else open(path, "rb")
+
+
+def _scan_train(path: Path | str, size: int) -> Scan:
     entries: list[tuple[str, int, int]] = []
     ignored: list[str] = []
     classes = 0
-    with open(path, "rb") as raw:
+    with _open(path) as raw:
         for relative, member in _members(raw, size, printable(path)):
             if member.isdir():  # a folder of the outer tar holds class tars, it is not one of the tree's entries
                 continue
@@ -162,8 +171,8 @@ def _scan_train(path: Path, size: int) -> Scan:
     return [e[0] for e in entries], [e[1:] for e in entries], ignored
 
 
-def _scan_flat(path: Path, size: int) -> Scan:
-    with open(path, "rb") as raw:
+def _scan_flat(path: Path | str, size: int) -> Scan:
+    with _open(path) as raw:
         images, ignored = _images(_members(raw, size, printable(path)))
     entries = sorted((name, m.offset_data, m.size) for name, m in images)
     log.info("%s: indexed %d images", printable(path), len(entries))
@@ -182,63 +191,74 @@ def _decode_names(blob: np.ndarray, lengths: np.ndarray) -> list[str]:
     return [os.fsdecode(data[start:end]) for start, end in zip([0] + ends[:-1], ends)]
 
 
-def _cache_path(path: Path, cache_dir: Path, suffix: str) -> Path:
-    stat = path.stat()
-    return cache_dir / f"{path.name}.{stat.st_size}.{stat.st_mtime_ns}.v{INDEX_VERSION}{suffix}"
+def _cache_name(path: Path | str, stamp: tuple[int, int], suffix: str) -> str:
+    return f"{_base_name(path)}.{stamp[0]}.{stamp[1]}.v{INDEX_VERSION}{suffix}"
 
 
-def _replace_cache(cache: Path, tar: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write a kept index atomically with `write(handle)`, removing those of older copies of `tar`."""
-    for stale in cache.parent.glob(f"{glob.escape(tar.name)}.*"):
-        if stale != cache:
-            stale.unlink(missing_ok=True)
-    with atomic_file(cache, "the kept tar index") as handle:
-        write(handle)
+def _base_name(path: Path | str) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
 
 
-def index_tar(path: Path, cache_dir: Path, nested: bool) -> TarIndex:
-    """Index a tar of per-class tars (`nested`) or a flat tar of images, reusing a kept index."""
-    path = resolve(path)
+def _replace_cache(cache: Folder, name: str, tar: Path | str, data: bytes) -> None:
+    """Keep an index as `name` in `cache`, removing those of older copies of `tar`."""
+    stale = [kept for kept in cache.sizes() if kept.startswith(f"{_base_name(tar)}.") and kept != name]
+    cache.remove(stale)
+    cache.write(name, data, "the kept tar index")
+
+
+def _tar_stamp(path: Path | str) -> tuple[int, int]:
     try:
-        size = path.stat().st_size
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        return stamp_of(path)
     except OSError as exc:
-        raise UserError(f"{printable(exc.filename)}: {exc.strerror}; pass the right path") from None
-    if not path.is_file():
+        raise UserError(f"{printable(exc.filename or path)}: {exc.strerror or 'not found'}; pass the right path") from None
+
+
+def index_tar(path: Path | str, cache: Folder, nested: bool) -> TarIndex:
+    """Index a tar (a path, or a URL) of per-class tars (`nested`) or a flat tar of images, reusing an
+    index kept in `cache`."""
+    path = path if is_url(path) else resolve(Path(path))
+    if isinstance(path, Path) and path.is_dir():
         raise UserError(f"{printable(path)}: not a tar file; pass the tar itself")
-    cache = _cache_path(path, cache_dir, ".npz")
-    if cache.is_file():
-        with np.load(cache) as kept:
+    stamp = _tar_stamp(path)
+    name = _cache_name(path, stamp, ".npz")
+    if name in cache.sizes():
+        with np.load(io.BytesIO(cache.read(name))) as kept:
             names = _decode_names(kept["names"], kept["name_lengths"])
             ignored = _decode_names(kept["ignored"], kept["ignored_lengths"])
             members = kept["members"]
-        log.info("%s: using the index kept in %s", printable(path), printable(cache))
+        log.info("%s: using the index kept in %s", printable(path), printable(cache.url_of(name)))
         return TarIndex(path, names, members, ignored)
     log.info("%s: indexing (reading the tar headers only)", printable(path))
     try:
-        names, offsets, ignored = (_scan_train if nested else _scan_flat)(path, size)
+        names, offsets, ignored = (_scan_train if nested else _scan_flat)(path, stamp[0])
     except OSError as exc:
         raise cannot_read(path, exc) from None
     members = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
     (blob, lengths), (ignored_blob, ignored_lengths) = _encode_names(names), _encode_names(ignored)
-    _replace_cache(cache, path, lambda handle: np.savez(handle, names=blob, name_lengths=lengths, members=members,
-                                                         ignored=ignored_blob, ignored_lengths=ignored_lengths))
+    data = io.BytesIO()
+    np.savez(data, names=blob, name_lengths=lengths, members=members, ignored=ignored_blob,
+             ignored_lengths=ignored_lengths)
+    _replace_cache(cache, name, path, data.getvalue())
     return TarIndex(path, names, members, ignored)
 
 
-def load_bounding_box_tar(path: Path, cache_dir: Path, synsets: frozenset[str]) -> dict[str, list[Box]]:
+def load_bounding_box_tar(path: Path, cache: Folder, synsets: frozenset[str]) -> dict[str, list[Box]]:
     """Boxes straight from the bbox tar's XML, by the same code and rules (and rounding) as the CSV."""
     path = resolve(path)
     if not path.is_file():
         raise UserError(f"{printable(path)}: bounding box archive not found; pass the right --bbox_tar")
-    cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256("\n".join(sorted(synsets)).encode()).hexdigest()[:12]
-    cache = _cache_path(path, cache_dir, f".{digest}.csv")
-    if not cache.is_file():
-        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".") as work:
+    name = _cache_name(path, _tar_stamp(path), f".{digest}.csv")
+    if name not in cache.sizes():
+        with tempfile.TemporaryDirectory(prefix="imagenet-tfrecords-") as work:
             try:
                 convert_bounding_boxes(path, Path(work), UnpackOptions(False, (), Path(), synsets))
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 raise _damaged(str(path), f"not a readable tar.gz ({exc})") from None
-            _replace_cache(cache, path, lambda handle: handle.write((Path(work) / BOUNDING_BOX_CSV).read_bytes()))
-    return load_bounding_boxes(cache)
+            _replace_cache(cache, name, path, (Path(work) / BOUNDING_BOX_CSV).read_bytes())
+    if isinstance(cache, LocalFolder):
+        return load_bounding_boxes(cache.path / name)
+    with tempfile.TemporaryDirectory(prefix="imagenet-tfrecords-") as work:  # the CSV reader takes a file
+        kept = Path(work) / BOUNDING_BOX_CSV
+        kept.write_bytes(cache.read(name))
+        return load_bounding_boxes(kept)

@@ -33,6 +33,7 @@ from imagenet_tfrecords.plan import plan_split
 from imagenet_tfrecords.sample import make_sample_tarballs
 from imagenet_tfrecords.shard import ShardResult, write_shard
 from imagenet_tfrecords.sources import scan_split
+from imagenet_tfrecords.storage import LocalFolder
 from test_bad_input import WNIDS, add_bad_files, assert_one_line_error, make_tree
 from test_resume import SLOW
 from tfread import read_split
@@ -370,7 +371,7 @@ def test_state_files_are_written_durably(sample, copy_build: Path, tmp_path: Pat
     record_verified(target, archive, target / archive.name)
     write_bounding_box_csv(tmp_path / "boxes.csv", [("n01440764_1.JPEG", (0.1, 0.2, 0.3, 0.4))])
     tar = make_sample_tarballs(sample, tmp_path / "tars").validation_tar
-    tar_index.index_tar(tar, tmp_path / "cache", nested=False)
+    tar_index.index_tar(tar, LocalFolder(tmp_path / "cache"), nested=False)
     shard = next(p for p in copy_build.iterdir() if "-of-" in p.name)
     (tmp_path / "idx").mkdir()
     write_index(shard, tmp_path / "idx")

@@ -17,6 +17,7 @@ from imagenet_tfrecords import tar_index
 from imagenet_tfrecords.generate import Answers, build_arguments, build_parser
 from imagenet_tfrecords.labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_wnids
 from imagenet_tfrecords.sample import SAMPLE_WNIDS, SampleTarballs, make_sample_tarballs
+from imagenet_tfrecords.storage import LocalFolder
 from test_resume import SLOW
 
 SHARDS = ("--train_shards", "4", "--validation_shards", "2")
@@ -81,7 +82,7 @@ def test_indexing_reads_headers_only(tarballs, tmp_path: Path, monkeypatch: pyte
             return data
 
     monkeypatch.setattr(tar_index, "open", lambda path, mode: Counting(io.FileIO(path, mode)), raising=False)
-    index = tar_index.index_tar(tarballs.train_tar, tmp_path, nested=True)
+    index = tar_index.index_tar(tarballs.train_tar, LocalFolder(tmp_path), nested=True)
     assert len(index.names) == 100 and index.names == sorted(index.names)
     assert sum(read) < tarballs.train_tar.stat().st_size / 20
     with open(tarballs.train_tar, "rb") as handle:  # every (offset, length) is a whole JPEG (or the one PNG)
