@@ -32,7 +32,8 @@ from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
 from .shard_count import fitted_shard_count
 from .shard import BadImage, ShardResult
-from .storage import Folder, folder, join, local_path
+from .bucket_sources import scan_bucket_split
+from .storage import Folder, folder, is_url, join, local_path
 from .sources import Ignored, SplitImages, scan_flat_validation, scan_split, warn_ignored
 from .tar_index import INDEX_DIR, index_tar, load_bounding_box_tar
 
@@ -149,6 +150,10 @@ def _recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
     return {split: info["shards"] for split, info in splits.items()}
 
 
+def _kaggle_root_above(split_dir: Path | str | None) -> Path | None:
+    return None if split_dir is None or is_url(split_dir) else kaggle.find_root(split_dir)
+
+
 def _scan_and_plan(config: BuildConfig, classes: ClassTable, recorded: dict[str, int]) -> list[SplitPlan]:
     """Scan and plan every requested split. Without a shard flag, a split already in the output
     directory keeps its count (so it resumes), and a new one gets a count fitted to its images."""
@@ -157,7 +162,7 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable, recorded: dict[str,
         kaggle_train, kaggle_validation = kaggle.split_dirs(config.kaggle_root)
         train_dir = train_dir or (kaggle_train if config.train_tar is None else None)
         validation_dir = validation_dir or (kaggle_validation if config.validation_tar is None else None)
-    kaggle_root = config.kaggle_root or kaggle.find_root(validation_dir) or kaggle.find_root(train_dir)
+    kaggle_root = config.kaggle_root or _kaggle_root_above(validation_dir) or _kaggle_root_above(train_dir)
     if kaggle_root is not None:
         kaggle.check_synset_mapping(kaggle_root, classes.wnids)
     requested = [
@@ -172,7 +177,9 @@ def _scan_and_plan(config: BuildConfig, classes: ClassTable, recorded: dict[str,
     for split, root, tar, shards in requested:
         sources = _validation_sources(config, kaggle_root) if split == "validation" else []
         validation_wnids = merged_labels(sources) if split == "validation" else None
-        if tar is None:
+        if tar is None and is_url(root):
+            images = scan_bucket_split(split, root, classes, validation_wnids)
+        elif tar is None:
             images = scan_split(split, Path(root), classes, validation_wnids)
         elif split == "train":
             images = _scan_train_tar(tar, config, classes)

@@ -46,7 +46,8 @@ def _path(text: str) -> Path | _UrlArgument:
 
 
 # The flags that take a bucket (s3://, gs://, any fsspec URL) as well as a local path.
-BUCKET_FLAGS = frozenset({"output_directory", "index_directory", "train_tar", "validation_tar"})
+BUCKET_FLAGS = frozenset({"output_directory", "index_directory", "train_tar", "validation_tar", "train_directory",
+                          "validation_directory", "verify"})
 
 
 def _refuse_urls(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from .atomic import write_atomically
 from .errors import UserError
 from .records import RECORD_OVERHEAD, dali_index_line, masked_crc32c
 from .shard import index_path
+from .storage import READ_BLOCK_BYTES, is_url, open_url
 
 HEADER = struct.Struct("<QI")  # u64 length, u32 masked CRC of the length bytes (facts §7.1)
 FOOTER = struct.Struct("<I")  # u32 masked CRC of the payload
@@ -66,7 +67,11 @@ def iter_records(handle: BinaryIO, file_size: int) -> Iterator[Record]:
         offset += length + RECORD_OVERHEAD
 
 
-def open_shard(path: Path) -> tuple[BinaryIO, int]:
+def open_shard(path: Path | str) -> tuple[BinaryIO, int]:
+    """A reader of a shard (a local file, or an object at a URL, read in large blocks) and its size."""
+    if is_url(path):
+        handle = open_url(path, READ_BLOCK_BYTES)
+        return handle, handle.size
     handle = open(path, "rb", buffering=1 << 20)
     return handle, os.fstat(handle.fileno()).st_size
 

@@ -141,34 +141,41 @@ class SplitPlan:
     def _positions(self, index: int) -> np.ndarray:
         return self.order[self.bounds[index] : self.bounds[index + 1]]
 
-    def _path(self, position: int) -> str:
-        """The file that holds an image: its own, or the archive (os.path: Path joins cost more, 1.28 M times)."""
+    def _paths(self, positions: list[int]) -> list[str]:
+        """The file that holds each image: its own, or the archive. One string join each, not os.path.join:
+        it is done 14 M times for ImageNet-21k."""
         root = str(self.images.root)
-        return root if self.images.members is not None else os.path.join(root, self.images.names[position])
+        if self.images.members is not None:
+            return [root] * len(positions)
+        prefix, names = os.path.join(root, ""), self.images.names
+        return [prefix + names[p] for p in positions]
 
     def stamps(self, index: int) -> np.ndarray:
         """int64 (n, 2): each image's file stamp, in shard order; one stat per file (one per archive)."""
         positions = self._positions(index)
+        if self.images.stamps is not None:  # from a bucket's listing: no request per image
+            return self.images.stamps[positions]
         if self.images.members is not None:
             return np.tile(np.asarray(path_stamp(str(self.images.root)), dtype=np.int64), (len(positions), 1))
-        return np.asarray([path_stamp(self._path(p)) for p in positions], dtype=np.int64).reshape(-1, 2)
+        return np.asarray([path_stamp(path) for path in self._paths(positions.tolist())],
+                          dtype=np.int64).reshape(-1, 2)
 
     def spec(self, index: int, classes: ClassTable, boxes: dict[str, list[Box]], output_dir: Path, image: ImageOptions,
              index_dir: Path | None = None, stamps: np.ndarray | None = None) -> ShardSpec:
         """Shard `index` as data; `stamps` (from `stamps(index)`) saves stat'ing its files again."""
         stamps = self.stamps(index) if stamps is None else stamps
+        positions = self._positions(index)
+        listed = positions.tolist()
+        locations = (self.images.members[positions].tolist() if self.images.members is not None
+                     else [(None, 0)] * len(listed))  # (offset, length) in the archive; none for a file of its own
         items = []
-        for position, stamp in zip(self._positions(index), stamps.tolist(), strict=True):
-            relative = self.images.names[position]
-            class_index = int(self.images.classes[position])
-            filename = relative.rsplit("/", 1)[-1]
-            if self.images.members is None:
-                offset, length = None, 0
-            else:
-                offset, length = map(int, self.images.members[position])
+        for position, class_index, path, (offset, length), stamp in zip(
+                listed, self.images.classes[positions].tolist(), self._paths(listed), locations, stamps.tolist(),
+                strict=True):
+            filename = self.images.names[position].rsplit("/", 1)[-1]
             items.append(
                 ShardItem(
-                    path=self._path(position),
+                    path=path,
                     filename=filename,
                     label=classes.label(class_index),
                     synset=classes.wnids[class_index],

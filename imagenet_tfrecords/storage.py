@@ -266,7 +266,7 @@ class LocalFolder:
         where = self.path / folder if folder else self.path
         try:
             with os.scandir(where) as entries:
-                return {e.name: e.stat().st_size for e in entries if e.is_file(follow_symlinks=False)}
+                return {e.name: e.stat().st_size for e in entries if e.is_file()}  # a link: its file's
         except FileNotFoundError:
             return {}
 

@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Container
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from .pool import available_cpus, map_unordered
 from .manifest import (BAD_IMAGES_REPORT, DATASET_INFO_NAME, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME, SHARD_NAME,
                        read_manifest)
 from .proto.imgrec_example_pb2 import Example
-from .shard import index_path
+from .shard import BUCKET_JOURNAL
+from .storage import Bucket, folder, is_url, join
 from .tar_index import INDEX_DIR
 
 log = logging.getLogger(__name__)
@@ -220,10 +222,18 @@ def _check_record(offset: int, payload: bytes, job: ShardJob, report: ShardRepor
         report.add(offset, problem, filename)
 
 
-def _index_problem(index_file: Path, entries: list[tuple[int, int]]) -> str | None:
+def _read_text(location: str) -> str:
+    """A local file's text, or an object's; FileNotFoundError when it is not there."""
+    if is_url(location):
+        directory, _, name = location.rpartition("/")
+        return Bucket(directory).read(name).decode()
+    return Path(location).read_text()
+
+
+def _index_problem(index_file: str, entries: list[tuple[int, int]]) -> str | None:
     """Whether the DALI index lists exactly the records the shard's framing gives."""
     try:
-        listed = parse_index(index_file.read_text())
+        listed = parse_index(_read_text(index_file))
     except FileNotFoundError:
         return f"no DALI index {index_file}"
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -238,14 +248,14 @@ def _index_problem(index_file: Path, entries: list[tuple[int, int]]) -> str | No
 
 def check_shard(job: ShardJob) -> ShardReport:
     """Read one shard once and check everything that needs only this shard."""
-    path = Path(job.path)
+    name = _shard_name(job)
     try:
-        handle, size = open_shard(path)
+        handle, size = open_shard(job.path)
     except OSError as exc:
-        report = ShardReport(path.name, path.name.split("-", 1)[0], 0, framing_ok=False)
+        report = ShardReport(name, name.split("-", 1)[0], 0, framing_ok=False)
         report.add(None, f"cannot be read ({exc.strerror})")
         return report
-    report = ShardReport(path.name, path.name.split("-", 1)[0], size)
+    report = ShardReport(name, name.split("-", 1)[0], size)
     checksum = hashlib.sha256()
     entries: list[tuple[int, int]] = []
     with handle:
@@ -262,7 +272,7 @@ def check_shard(job: ShardJob) -> ShardReport:
     report.records = len(entries)
     if report.framing_ok:
         report.sha256 = checksum.hexdigest()
-        problem = _index_problem(Path(job.index_file), entries) if job.index_file else None
+        problem = _index_problem(job.index_file, entries) if job.index_file else None
         if problem:
             report.add(None, problem)
     if not entries and report.framing_ok:
@@ -302,9 +312,8 @@ class VerifyReport:
         self.problems.append(Problem(file, None, message))
 
 
-def _load_manifest(directory: Path, report: VerifyReport) -> dict | None:
-    path = directory / MANIFEST_NAME
-    if not path.exists():
+def _load_manifest(directory: Path | str, present: Container[str], report: VerifyReport) -> dict | None:
+    if MANIFEST_NAME not in present:
         report.notes.append(f"no {MANIFEST_NAME}: counts, sizes and checksums not compared with the build's record")
         return None
     try:
@@ -321,41 +330,48 @@ def _label_range(manifest: dict | None) -> tuple[int, int] | None:
     return offset, offset + max(split["classes_total"] for split in manifest["splits"].values())
 
 
-def _resolve_index_dir(directory: Path, index_dir: Path | None, manifest: dict | None,
-                       report: VerifyReport) -> Path | None:
+def _is_folder(location: Path | str) -> bool:
+    """A local directory, or a folder of a bucket that holds anything."""
+    return bool(Bucket(location).sizes() or Bucket(location).folders()) if is_url(location) else Path(location).is_dir()
+
+
+def _resolve_index_dir(directory: Path | str, index_dir: Path | str | None, manifest: dict | None,
+                       report: VerifyReport) -> Path | str | None:
     """The index directory asked for, else the one the build recorded, else DIR/idx if present."""
     if index_dir is None and manifest is not None and "index_directory" in manifest:
         if manifest["index_directory"] is None:
             report.notes.append("the build wrote no DALI indexes (--no_index): none checked")
             return None
-        index_dir = directory / manifest["index_directory"]  # relative, or absolute as recorded
+        recorded = manifest["index_directory"]  # relative, or absolute as recorded
+        index_dir = recorded if is_url(recorded) or Path(recorded).is_absolute() else join(directory, recorded)
     if index_dir is not None:
-        if Path(index_dir).is_dir():
-            return Path(index_dir)
+        if _is_folder(index_dir):
+            return index_dir
         report.problem(str(index_dir), "index directory not found")
         return None
-    if (directory / "idx").is_dir():
-        return directory / "idx"
-    report.notes.append(f"no index directory ({directory / 'idx'}): DALI indexes not checked")
+    if _is_folder(join(directory, "idx")):
+        return join(directory, "idx")
+    report.notes.append(f"no index directory ({join(directory, 'idx')}): DALI indexes not checked")
     return None
 
 
-def _require_manifest(directory: Path, no_manifest: bool, report: VerifyReport) -> None:
+def _require_manifest(directory: Path | str, present: Container[str], no_manifest: bool, report: VerifyReport) -> None:
     """A build always writes manifest.json; without it, only shards made by another tool verify."""
-    if not no_manifest and not (directory / MANIFEST_NAME).exists():
-        report.problem(str(directory / MANIFEST_NAME),
+    if not no_manifest and MANIFEST_NAME not in present:
+        report.problem(str(join(directory, MANIFEST_NAME)),
                        "missing, so the shards cannot be checked against the build's record; "
                        "rebuild, or pass --no_manifest if another tool made these shards")
 
 
-def _stray_problem(path: Path, in_index_dir: bool, shard_names: set[str]) -> str | None:
-    """Why `path`, not a name the build writes here, should not be there (None: an index of a shard here)."""
-    if final_name(path.name) is not None:  # a hidden `.NAME.<tag>.tmp`: an unfinished write
+def _stray_problem(name: str, is_dir: bool, in_index_dir: bool, shard_names: set[str]) -> str | None:
+    """Why entry `name`, not one the build writes here, should not be there (None: an index of a shard here)."""
+    if final_name(name) is not None:  # a hidden `.NAME.<tag>.tmp`: an unfinished write
         return "stray temporary file: an interrupted write; resume the build or delete it"
-    if in_index_dir and path.suffix == ".idx" and SHARD_NAME.fullmatch(path.stem):
-        return None if path.stem in shard_names else "DALI index of a shard that is not there"
-    kind = "directory" if path.is_dir() else "file"
-    glob_hint = " (a train-*/validation-* pattern would read it as a shard)" if path.name.startswith(SPLIT_PREFIXES) else ""
+    stem, dot, suffix = name.rpartition(".")
+    if in_index_dir and dot and suffix == "idx" and SHARD_NAME.fullmatch(stem):
+        return None if stem in shard_names else "DALI index of a shard that is not there"
+    kind = "directory" if is_dir else "file"
+    glob_hint = " (a train-*/validation-* pattern would read it as a shard)" if name.startswith(SPLIT_PREFIXES) else ""
     return f"stray {kind}: a build does not write it{glob_hint}; move it out of this directory"
 
 
@@ -366,8 +382,14 @@ def _name_inside(directory: Path, path: Path) -> str | None:
     return parts[0] if parts else None
 
 
-def _stray_files(directory: Path, index_dir: Path | None, shard_names: set[str], report: VerifyReport) -> None:
+def _stray_files(directory: Path | str, index_dir: Path | str | None, shard_names: set[str],
+                 report: VerifyReport) -> None:
     """Everything in the output and index directories that a build does not write there."""
+    if is_url(directory):
+        _stray_objects(str(directory), str(index_dir) if index_dir is not None else None, shard_names, report)
+        return
+    directory = Path(directory)
+    index_dir = Path(index_dir) if index_dir is not None else None
     holder = _name_inside(directory, index_dir) if index_dir is not None else None
     written = {directory.resolve(): set(OUTPUT_FILES) | shard_names | ({holder} if holder else set())}
     folders = {directory.resolve(): directory}  # by resolved path: the index directory may be the output's
@@ -375,11 +397,27 @@ def _stray_files(directory: Path, index_dir: Path | None, shard_names: set[str],
         folders.setdefault(index_dir.resolve(), index_dir)
         written.setdefault(index_dir.resolve(), set()).update(INDEX_DIRECTORY_FILES)
     index_key = index_dir.resolve() if index_dir is not None else None
-    for key, folder in folders.items():
-        for path in sorted(folder.iterdir()):
-            problem = None if path.name in written[key] else _stray_problem(path, key == index_key, shard_names)
+    for key, folder_path in folders.items():
+        for path in sorted(folder_path.iterdir()):
+            problem = (None if path.name in written[key]
+                       else _stray_problem(path.name, path.is_dir(), key == index_key, shard_names))
             if problem:
                 report.problem(str(path), problem)
+
+
+def _stray_objects(directory: str, index_dir: str | None, shard_names: set[str], report: VerifyReport) -> None:
+    """`_stray_files` in a bucket: objects and folders (common prefixes) by name."""
+    inside = index_dir[len(directory) + 1:].split("/", 1)[0] if index_dir and index_dir.startswith(directory + "/") else None
+    places = {directory: set(OUTPUT_FILES) | shard_names | {BUCKET_JOURNAL} | ({inside} if inside else set())}
+    if index_dir is not None:
+        places.setdefault(index_dir, set())
+    for place, written in places.items():
+        bucket = Bucket(place)
+        entries = [(name, False) for name in bucket.sizes()] + [(name, True) for name in bucket.folders()]
+        for name, is_dir in sorted(entries):
+            problem = None if name in written else _stray_problem(name, is_dir, place == index_dir, shard_names)
+            if problem:
+                report.problem(bucket.url_of(name), problem)
 
 
 def _check_names(names: list[str], manifest: dict | None, report: VerifyReport) -> None:
@@ -491,7 +529,7 @@ def _check_label_consistency(shards: list[ShardReport], report: VerifyReport) ->
 
 
 def _shard_name(job: ShardJob) -> str:
-    return Path(job.path).name
+    return job.path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _check_shards(jobs: list[ShardJob], num_workers: int) -> list[ShardReport]:
@@ -510,18 +548,20 @@ def verify_directory(directory: Path, deep: bool = False, num_workers: int = 1,
 
     `no_manifest`: the shards were made by another tool, so a missing manifest.json is no problem.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise UserError(f"{directory}: not a directory; pass the output directory of a build")
+    directory = directory if is_url(directory) else Path(directory)
+    if not _is_folder(directory):
+        what = "an empty or missing bucket folder" if is_url(directory) else "not a directory"
+        raise UserError(f"{directory}: {what}; pass the output directory of a build")
+    present = folder(directory).sizes()
     report = VerifyReport(str(directory), None, deep)
-    manifest = _load_manifest(directory, report)
-    _require_manifest(directory, no_manifest, report)
+    manifest = _load_manifest(directory, present, report)
+    _require_manifest(directory, present, no_manifest, report)
     resolved_index_dir = _resolve_index_dir(directory, index_dir, manifest, report)
     report.index_directory = str(resolved_index_dir) if resolved_index_dir else None
-    names = sorted(p.name for p in directory.iterdir() if SHARD_NAME.fullmatch(p.name) and p.is_file())
+    names = sorted(name for name in present if SHARD_NAME.fullmatch(name))
     label_range = _label_range(manifest)
-    jobs = [ShardJob(str(directory / name), str(index_path(resolved_index_dir, name)) if resolved_index_dir else None,
-                     deep, label_range, max_pixels or _build_max_pixels(manifest)) for name in names]
+    jobs = [ShardJob(str(join(directory, name)), str(join(resolved_index_dir, f"{name}.idx")) if resolved_index_dir
+                     else None, deep, label_range, max_pixels or _build_max_pixels(manifest)) for name in names]
     log.info("verifying %d shards in %s with %d workers", len(jobs), directory, min(num_workers, max(len(jobs), 1)))
     report.shards = _check_shards(jobs, num_workers)
     _collect(report, manifest, set(names))
@@ -538,14 +578,13 @@ def _build_max_pixels(manifest: dict | None) -> int:
 
 def _collect(report: VerifyReport, manifest: dict | None, names: set[str]) -> None:
     """The checks across shards, after every shard has been read."""
-    directory = Path(report.directory)
     if not report.shards:
         report.problem(report.directory, "no shards (train-00000-of-NNNNN, validation-...) found")
     for shard in report.shards:
         report.problems += shard.problems
         if shard.problems_left_out:
             report.problem(shard.name, f"... and {shard.problems_left_out} more problems in this shard")
-    _stray_files(directory, Path(report.index_directory) if report.index_directory else None, names, report)
+    _stray_files(report.directory, report.index_directory, names, report)
     _check_names(sorted(names), manifest, report)
     if manifest is not None:
         _check_against_manifest(report.shards, manifest, report)
