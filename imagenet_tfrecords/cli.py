@@ -14,7 +14,7 @@ from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATI
 from .pool import available_cpus
 from .shard_count import SHARD_RULE
 from .sources import resolve
-from .storage import is_url, join, local_path
+from .storage import check_scheme, is_url, join, local_path
 from .verify import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
 log = logging.getLogger("imagenet_tfrecords")
@@ -53,7 +53,9 @@ BUCKET_FLAGS = frozenset({"output_directory", "index_directory", "train_tar", "v
 def _refuse_urls(args: argparse.Namespace) -> None:
     """A URL where only a local path will do: one line, never a local folder named `s3:`."""
     for flag, value in vars(args).items():
-        if isinstance(value, _UrlArgument) and flag not in BUCKET_FLAGS:
+        if isinstance(value, _UrlArgument) and flag in BUCKET_FLAGS:
+            check_scheme(value)
+        elif isinstance(value, _UrlArgument):
             raise UserError(f"{value}: --{flag} takes a local or mounted path, not a URL; copy the file to a "
                             f"local or NFS path (buckets work for {', '.join('--' + f for f in sorted(BUCKET_FLAGS))})")
 

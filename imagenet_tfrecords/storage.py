@@ -79,15 +79,22 @@ def store_errors(url: str, what: str) -> Iterator[None]:
                         "and your credentials (the usual environment variables or config files of the store)") from None
 
 
-def filesystem(url: str):
-    """The fsspec file system and the path within it for `url`; one line when its package is missing."""
-    import fsspec  # a bucket's own import: a local build never needs it
-    from fsspec.core import url_to_fs
+def check_scheme(url: str) -> str:
+    """The URL's scheme, when fsspec knows it (its package may still be missing); else one line."""
+    import fsspec
 
     scheme = URL.match(url)["scheme"].lower()
     if scheme not in fsspec.available_protocols():
         raise UserError(f"{url}: {scheme}:// is not a storage this tool can read or write; "
                         "use a local path, s3://, gs:// or another fsspec URL")
+    return scheme
+
+
+def filesystem(url: str):
+    """The fsspec file system and the path within it for `url`; one line when its package is missing."""
+    from fsspec.core import url_to_fs  # a bucket's own import: a local build never needs it
+
+    scheme = check_scheme(url)
     try:
         return url_to_fs(url)
     except ImportError:

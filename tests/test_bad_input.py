@@ -125,11 +125,20 @@ def test_skip_bad_images_lists_and_counts_them(sample, tmp_path: Path) -> None:
     assert len(names) == 6 and truncated.name not in names and html.name not in names
 
 
+@pytest.mark.parametrize("flag", ["--bbox_tar", "--write_index"])
+def test_a_url_where_only_a_local_path_will_do_is_one_line(sample, tmp_path: Path, flag: str) -> None:
+    paths = {"--output_directory": tmp_path / "out", "--train_directory": sample.train_dir, flag: "s3://bucket/imagenet"}
+    args = [item for key, value in paths.items() for item in (key, value)]
+    result = run_build_cli(*args, "--train_shards", "1", check=False, cwd=tmp_path)
+    assert_one_line_error(result, f"s3://bucket/imagenet: {flag} takes a local or mounted path, not a URL")
+    assert list(tmp_path.iterdir()) == [], "nothing may be written, least of all a local folder named s3:"
+
+
 @pytest.mark.parametrize("flag", ["--output_directory", "--train_directory", "--verify"])
-def test_a_bucket_url_is_refused_in_one_line(sample, tmp_path: Path, flag: str) -> None:
+def test_a_url_of_an_unknown_storage_is_one_line(sample, tmp_path: Path, flag: str) -> None:
     paths = {"--output_directory": tmp_path / "out", "--train_directory": sample.train_dir, "--verify": None}
-    paths[flag] = "s3://bucket/imagenet"
+    paths[flag] = "nosuchstore://bucket/imagenet"
     args = [item for key, value in paths.items() if value is not None for item in (key, value)]
     result = run_build_cli(*args, "--train_shards", "1", check=False, cwd=tmp_path)
-    assert_one_line_error(result, f"s3://bucket/imagenet: {flag} takes a local or mounted path", "not supported yet")
-    assert list(tmp_path.iterdir()) == [], "nothing may be written, least of all a local folder named s3:"
+    assert_one_line_error(result, "nosuchstore://bucket/imagenet: nosuchstore:// is not a storage this tool can read")
+    assert list(tmp_path.iterdir()) == [], "nothing may be written, least of all a local folder named nosuchstore:"
