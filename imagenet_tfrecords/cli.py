@@ -14,7 +14,7 @@ from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATI
 from .pool import available_cpus
 from .shard_count import SHARD_RULE
 from .sources import resolve
-from .storage import check_scheme, is_url, join, local_path
+from .storage import STORE_LOGGERS, check_scheme, is_url, join, local_path
 from .verify import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
 log = logging.getLogger("imagenet_tfrecords")
@@ -242,5 +242,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for name in STORE_LOGGERS:  # their INFO lines ("Found credentials in environment variables") are noise here
+        logging.getLogger(name).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     return run_command(lambda: _run(args), VERIFY_INTERRUPTED if args.verify is not None else RESUME_HINT)

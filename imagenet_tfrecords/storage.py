@@ -28,6 +28,7 @@ URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+)://")
 # The packages each store needs, for the one-line error when one is missing.
 STORE_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS_JSON")
+STORE_LOGGERS = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "fsspec")
 READ_BLOCK_BYTES = 8 << 20  # reads of a shard or tar in a bucket: few, large requests
 
 
