@@ -20,6 +20,7 @@ import pytest
 from imagenet_tfrecords.manifest import SHARD_NAME
 from imagenet_tfrecords.sample import make_sample_tarballs
 from conftest import REPO, run_build_cli, sample_args, shard_digests
+from dask_cluster import dask_cluster
 from bucket_servers import gcs_server, s3_server, s3_server_checking_keys  # noqa: F401  (fixtures)
 from tfread import read_split
 
@@ -209,3 +210,13 @@ def test_bad_credentials_are_one_line_without_the_secret(sample, s3_server_check
         assert last.startswith(f"error: {out}: ") and "credentials" in last, last
         assert SECRET not in result.stderr + result.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dask_workers_write_into_the_bucket_themselves(sample, copy_build: Path, s3_server, tmp_path: Path) -> None:
+    fs, bucket = store(s3_server), s3_server.new_bucket()
+    out = f"s3://{bucket}/out"
+    reach = ["env", *(f"{key}={value}" for key, value in s3_server.env.items())]  # the workers' own credentials
+    with dask_cluster(tmp_path / "cluster", worker_prefixes=(reach, reach)) as cluster:
+        run_build_cli(*sample_args(sample, out, "--scheduler", cluster.address), env=environment(s3_server),
+                      timeout=300)
+    assert_same_build(fetch(fs, out, tmp_path / "fetched"), copy_build)
