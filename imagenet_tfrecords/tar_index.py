@@ -23,7 +23,7 @@ import re
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 INDEX_DIR = ".tar_index"
 INDEX_VERSION = 2  # 2: names kept as bytes with their lengths, and the entries not taken
 HEADER_BLOCK_BYTES = 64 << 10  # a tar in a bucket: one ranged read of 64 KiB per member, about
+INDEX_THREADS = 32  # a tar of class tars in a bucket: this many class tars indexed at once
 CLASS_ARCHIVE = re.compile(r"(n\d{8})\.tar")
 END_OF_ARCHIVE = bytes(tarfile.BLOCKSIZE)
 
@@ -143,31 +144,40 @@ def _open(path: Path | str) -> IO[bytes]:
     return open_url(path, HEADER_BLOCK_BYTES) if isinstance(path, str) else open(path, "rb")
 
 
+def _class_images(path: str, member: tarfile.TarInfo, label: str) -> tuple[list[tuple[str, tarfile.TarInfo]], list[str]]:
+    """One class tar's images, through a reader of its own (a bucket's readers are not shared between threads)."""
+    with _open(path) as raw:
+        return _images(_members(_Window(raw, member.offset_data, member.size), member.size, label))
+
+
 def _scan_train(path: Path | str, size: int) -> Scan:
     entries: list[tuple[str, int, int]] = []
     ignored: list[str] = []
-    classes = 0
     with _open(path) as raw:
+        classes = []  # (wnid, how messages name it, its member)
         for relative, member in _members(raw, size, printable(path)):
             if member.isdir():  # a folder of the outer tar holds class tars, it is not one of the tree's entries
                 continue
             match = CLASS_ARCHIVE.fullmatch(relative.name)
-            if not match:
+            if match:
+                classes.append((match.group(1), where(path, member.name, True), member))
+            else:
                 ignored.append(str(relative))
-                continue
-            wnid, label = match.group(1), where(path, member.name, True)
-            window = _Window(raw, member.offset_data, member.size)
-            images, inner_ignored = _images(_members(window, member.size, label))
-            if not images:
-                raise UserError(f"{label}: class archive has no images; the archive is damaged, get it again")
-            entries.extend((f"{wnid}/{name}", member.offset_data + m.offset_data, m.size) for name, m in images)
-            ignored.extend(f"{wnid}/{name}" for name in inner_ignored)
-            classes += 1
+        if isinstance(path, str):  # in a bucket: a request per member, so INDEX_THREADS class tars at once
+            with ThreadPoolExecutor(INDEX_THREADS, thread_name_prefix="index") as pool:
+                found = list(pool.map(lambda c: _class_images(path, c[2], c[1]), classes))
+        else:
+            found = [_images(_members(_Window(raw, m.offset_data, m.size), m.size, label)) for _, label, m in classes]
+    for (wnid, label, member), (images, inner_ignored) in zip(classes, found, strict=True):
+        if not images:
+            raise UserError(f"{label}: class archive has no images; the archive is damaged, get it again")
+        entries.extend((f"{wnid}/{name}", member.offset_data + m.offset_data, m.size) for name, m in images)
+        ignored.extend(f"{wnid}/{name}" for name in inner_ignored)
     if not classes:
         raise UserError(f"{printable(path)}: holds no <wnid>.tar class archives; "
                         "pass ILSVRC2012_img_train.tar as --train_tar")
     entries.sort()
-    log.info("%s: indexed %d images in %d class archives", printable(path), len(entries), classes)
+    log.info("%s: indexed %d images in %d class archives", printable(path), len(entries), len(classes))
     return [e[0] for e in entries], [e[1:] for e in entries], ignored
 
 
