@@ -108,7 +108,9 @@ class _BucketReader:
     def _fetch(batch: tuple[ShardItem, ...]) -> list[bytes | BaseException]:
         fs, _ = filesystem(batch[0].path)
         paths = [fs._strip_protocol(item.path) for item in batch]
-        starts = [item.offset for item in batch]
+        # A whole object from byte 0: one GET (without a start, s3fs asks for its size first); not an empty
+        # one, which no range fits (it is then a bad image, not a store error).
+        starts = [item.offset if item.offset is not None else (0 if item.stamp[0] > 0 else None) for item in batch]
         ends = [None if item.offset is None else item.offset + item.length for item in batch]
         with store_errors(batch[0].path, "read the images"):
             return fs.cat_ranges(paths, starts, ends, on_error="return")

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -21,25 +22,35 @@ from imagenet_tfrecords.manifest import SHARD_NAME
 from imagenet_tfrecords.sample import make_sample_tarballs
 from conftest import REPO, run_build_cli, sample_args, shard_digests
 from dask_cluster import dask_cluster
-from bucket_servers import gcs_server, s3_server, s3_server_checking_keys  # noqa: F401  (fixtures)
+from object_stores import (  # before gcsfs is imported: see there
+    ObjectStore,
+    gcs_server,  # noqa: F401 (fixture)
+    multipart_uploads,
+    object_store,
+    s3_server,  # noqa: F401 (fixture)
+    start_dangling_upload,
+)
 from tfread import read_split
 
 SECRET = "do-not-print-this-secret-9f3e"
 
 
-def store(server) -> fsspec.AbstractFileSystem:
-    """The test's own client of the server, with nothing cached from an earlier look."""
-    server.fs.invalidate_cache()
-    return server.fs
+def environment(server: ObjectStore, **extra: str) -> dict[str, str]:
+    return {**server.environ(), **extra}
 
 
-def environment(server, **extra: str) -> dict[str, str]:
-    return {**os.environ, **server.env, **extra}
+@pytest.fixture(scope="session")
+def s3_server_checking_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """An S3 server that checks every request's access key, as AWS does; it knows none."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "0")  # moto's setting, read from its environment at start
+        with object_store("s3", tmp_path_factory.mktemp("s3_checking_keys")) as server:
+            patch.delenv("INITIAL_NO_AUTH_ACTION_COUNT")
+            yield server
 
 
 def fetch(fs: fsspec.AbstractFileSystem, url: str, target: Path) -> Path:
     """Everything under `url`, copied to `target` with the same names."""
-    fs.invalidate_cache()
     root = fs._strip_protocol(url)
     for path in fs.find(root):
         local = target / path[len(root) + 1:]
@@ -66,7 +77,7 @@ def assert_same_build(fetched: Path, reference: Path) -> None:
 
 
 def test_build_into_s3_is_byte_identical_resumes_and_verifies(sample, copy_build: Path, s3_server, tmp_path: Path) -> None:
-    fs, bucket = store(s3_server), s3_server.new_bucket()
+    fs, bucket = s3_server.fs, s3_server.new_bucket()
     out = f"s3://{bucket}/imagenet/tfrecords"
     env = environment(s3_server, AWS_SECRET_ACCESS_KEY=SECRET)
     first = run_build_cli(*sample_args(sample, out, "--num_threads", "2"), env=env)
@@ -84,7 +95,7 @@ def test_build_into_s3_is_byte_identical_resumes_and_verifies(sample, copy_build
 
 
 def test_verify_finds_a_damaged_and_a_stray_object(sample, s3_server, tmp_path: Path) -> None:
-    fs, bucket = store(s3_server), s3_server.new_bucket()
+    fs, bucket = s3_server.fs, s3_server.new_bucket()
     out = f"s3://{bucket}/out"
     env = environment(s3_server)
     run_build_cli(*sample_args(sample, out), env=env)
@@ -102,7 +113,7 @@ def test_verify_finds_a_damaged_and_a_stray_object(sample, s3_server, tmp_path: 
 def test_tars_and_trees_in_buckets_give_the_local_bytes(sample, copy_build: Path, s3_server, gcs_server,
                                                          tmp_path: Path) -> None:
     tars = make_sample_tarballs(sample, tmp_path / "tars")
-    s3, gcs = store(s3_server), store(gcs_server)
+    s3, gcs = s3_server.fs, gcs_server.fs
     s3_bucket, gcs_bucket = s3_server.new_bucket(), gcs_server.new_bucket()
     for fs, bucket in ((s3, s3_bucket), (gcs, gcs_bucket)):
         fs.pipe_file(f"{bucket}/ILSVRC2012_img_train.tar", tars.train_tar.read_bytes())
@@ -150,7 +161,7 @@ def _vouched(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, int]:
 
 
 def test_killed_build_leaves_only_vouched_shards_and_resumes(sample, s3_server, tmp_path: Path) -> None:
-    fs, bucket = store(s3_server), s3_server.new_bucket()
+    fs, bucket = s3_server.fs, s3_server.new_bucket()
     root, out = f"{bucket}/out", f"s3://{bucket}/out"
     args = sample_args(sample, out, "--num_threads", "2", "--train_shards", "20")
     process = subprocess.Popen([sys.executable, str(REPO / "build_imagenet_data.py"), *map(str, args)], cwd=REPO,
@@ -163,11 +174,7 @@ def test_killed_build_leaves_only_vouched_shards_and_resumes(sample, s3_server, 
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    fs.invalidate_cache()
-    # A shard upload cut off by the kill: a multipart upload begun and never completed.
-    pending = fs.call_s3("create_multipart_upload", Bucket=bucket, Key="out/train-00019-of-00020")
-    fs.call_s3("upload_part", Bucket=bucket, Key="out/train-00019-of-00020", UploadId=pending["UploadId"],
-               PartNumber=1, Body=b"x" * (5 << 20))
+    start_dangling_upload(s3_server, bucket, "out/train-00019-of-00020")  # an upload the kill cut off
 
     vouched = _vouched(fs, root)
     objects = {p.rsplit("/", 1)[-1]: fs.info(p)["size"] for p in fs.find(root)
@@ -176,7 +183,7 @@ def test_killed_build_leaves_only_vouched_shards_and_resumes(sample, s3_server, 
     assert all(vouched.get(name) == size for name, size in objects.items()), (objects, vouched)
 
     run_build_cli(*args, env=environment(s3_server))
-    assert fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix="out/").get("Uploads", []) == []
+    assert multipart_uploads(s3_server, bucket, "out/") == []
     reference = tmp_path / "local"
     run_build_cli(*sample_args(sample, reference, "--train_shards", "20"))
     assert_same_build(fetch(fs, out, tmp_path / "fetched"), reference)
@@ -213,7 +220,7 @@ def test_bad_credentials_are_one_line_without_the_secret(sample, s3_server_check
 
 
 def test_dask_workers_write_into_the_bucket_themselves(sample, copy_build: Path, s3_server, tmp_path: Path) -> None:
-    fs, bucket = store(s3_server), s3_server.new_bucket()
+    fs, bucket = s3_server.fs, s3_server.new_bucket()
     out = f"s3://{bucket}/out"
     reach = ["env", *(f"{key}={value}" for key, value in s3_server.env.items())]  # the workers' own credentials
     with dask_cluster(tmp_path / "cluster", worker_prefixes=(reach, reach)) as cluster:

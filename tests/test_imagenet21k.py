@@ -55,7 +55,8 @@ def build_21k(fall11_tar, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_21k_labels_are_the_metadata_but_teddy_bear() -> None:
-    wnids, metadata = imagenet21k_wnids(), [line.split("\t")[0] for line in DEFAULT_METADATA_FILE.read_text().splitlines()]
+    wnids = imagenet21k_wnids()
+    metadata = [line.split("\t")[0] for line in DEFAULT_METADATA_FILE.read_text().splitlines()]
     assert len(wnids) == len(set(wnids)) == len(metadata) - len(NOT_IN_FALL11)
     assert wnids == sorted(set(metadata) - NOT_IN_FALL11)
     assert set(load_wnids(DEFAULT_LABELS_FILE)) - set(wnids) == NOT_IN_FALL11  # every other ILSVRC-2012 class
@@ -86,7 +87,8 @@ def test_every_record_has_the_label_synset_and_text_of_its_class_tar(fall11_tar,
 
 def test_the_shard_count_is_the_rules_and_the_dataset_info_has_21841_classes(fall11_tar, build_21k: Path) -> None:
     shards = fitted_shard_count("train", CLASSES * IMAGES_PER_CLASS)
-    assert sorted(p.name for p in build_21k.glob("train-*")) == [f"train-{i:05d}-of-{shards:05d}" for i in range(shards)]
+    names = [f"train-{i:05d}-of-{shards:05d}" for i in range(shards)]
+    assert sorted(p.name for p in build_21k.glob("train-*")) == names
     info = json.loads((build_21k / "dataset_info.json").read_text())
     assert info["num_classes"] == 21_841 and info["synsets"] == imagenet21k_wnids()
     assert info["label_range"] == [1, 21_841] and info["splits"]["train"]["complete"]
