@@ -51,7 +51,8 @@ BUCKET_FLAGS = frozenset({"output_directory", "index_directory", "train_tar", "v
 
 
 def _refuse_urls(args: argparse.Namespace) -> None:
-    """A URL where only a local path will do: one line, never a local folder named `s3:`."""
+    """A URL where only a local path will do, or of a storage fsspec does not know: one line, before anything is
+    written (never a local folder named `s3:`)."""
     for flag, value in vars(args).items():
         if isinstance(value, _UrlArgument) and flag in BUCKET_FLAGS:
             check_scheme(value)
