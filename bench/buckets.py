@@ -26,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import make_corpus  # noqa: E402
-from tar_vs_tree import pack_train_tar  # noqa: E402
+from tar_vs_tree import build_parser, pack_train_tar  # noqa: E402
 
 from imagenet_tfrecords.build import BuildConfig, run_build  # noqa: E402
 from imagenet_tfrecords.imaging import ImageOptions  # noqa: E402
@@ -231,15 +230,9 @@ def report(args: argparse.Namespace, measured: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--shards", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--resize", action="store_true", help="resize to 256x256 (default: copy the JPEGs)")
+    parser = build_parser(__doc__.splitlines()[0], "bench-buckets")
     parser.add_argument("--skip_tar_in_s3", action="store_true",
                         help="leave out the train tar in s3, the path bound by moto (most of the run's time)")
-    parser.add_argument("--work_dir", type=Path, default=Path(tempfile.gettempdir()) / "bench-buckets")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the server is stopped on a kill too

@@ -61,15 +61,20 @@ def timed_build(config: BuildConfig, keep: str | None = None) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser(description: str, work_dir: str) -> argparse.ArgumentParser:
+    """The flags of a bench that builds a corpus several ways: its size, workers, shards, rounds and mode."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--shards", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--resize", action="store_true", help="resize to 256x256 (default: copy the JPEGs)")
-    parser.add_argument("--work_dir", type=Path, default=Path(tempfile.gettempdir()) / "bench-tar-vs-tree")
-    args = parser.parse_args()
+    parser.add_argument("--work_dir", type=Path, default=Path(tempfile.gettempdir()) / work_dir)
+    return parser
+
+
+def main() -> None:
+    args = build_parser(__doc__.splitlines()[0], "bench-tar-vs-tree").parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     train = make_corpus(args.work_dir / "corpus", args.images)

@@ -30,7 +30,6 @@ from typing import IO
 
 import numpy as np
 
-from .atomic import atomic_file
 from .download.unpack import BOUNDING_BOX_CSV, UnpackOptions, convert_bounding_boxes, safe_path
 from .errors import UserError, printable
 from .labels import Box, load_bounding_boxes

@@ -56,7 +56,8 @@ def _start(command: Sequence[str], log: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGKILL the process's whole group (it was started in a session of its own) and reap it."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -94,4 +95,4 @@ def dask_cluster(directory: Path, worker_prefixes: Sequence[Sequence[str]] = (()
         yield cluster
     finally:
         for process in reversed(processes):
-            _stop(process)
+            stop_group(process)

@@ -12,7 +12,6 @@ import functools
 import itertools
 import os
 import select
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from dask_cluster import stop_group
 
 # gcsfs picks its GCSFileSystem class when first imported. The default one asks each bucket for its storage layout
 # over gRPC before it reads or writes, and waits 60 s per call for an emulator that cannot answer: set before gcsfs is.
@@ -108,11 +108,7 @@ def _start(protocol: str, log: Path) -> tuple[subprocess.Popen, int]:
 
 
 def _stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
+    stop_group(process)
     process.stdin.close()
     process.stdout.close()
 
