@@ -9,6 +9,7 @@ blocks. A hard link shares its file with its own class only, as the scan require
 kernel reports (wait4):
 
 - scan + plan: `sources.scan_split`, the fitted shard count and `plan.plan_split`, as a build runs them;
+  then, timed apart, one stat per file in plan order (what the resume check stats);
 - the manifest: every shard's spec and digest as the build makes them, a tiny shard file and DALI
   index for each, and `Manifest.record` per shard (a journal line, fsync'd) then the fold into
   manifest.json: what a build's parent pays per finished shard, at 10,000+ shards;
@@ -24,6 +25,7 @@ Prints one JSON object; removes the tree at the end (unless --keep). Run from th
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import os
@@ -83,9 +85,9 @@ def grow_tree(tree: Path, entries: int, wnids: list[str], photos: list[bytes]) -
         if not first.exists():
             folder.mkdir(parents=True, exist_ok=True)
             first.write_bytes(photos[c % len(photos)])  # a file of its own: a link across classes is refused
-        have = sum(1 for _ in os.scandir(folder))
+        have, prefix = sum(1 for _ in os.scandir(folder)), os.path.join(folder, wnid)
         for n in range(have, count):
-            os.link(first, folder / f"{wnid}_{n}.JPEG")
+            os.link(first, f"{prefix}_{n}.JPEG")
     return time.perf_counter() - started
 
 
@@ -108,17 +110,24 @@ def scan_and_plan(tree: Path, output: Path):
     scanned = time.perf_counter()
     plan = plan_split("train", images, fitted_shard_count("train", len(images)))
     planned = time.perf_counter()
-    return config, classes, plan, {"images": len(images), "shards": plan.num_shards,
-                                   "scan_s": scanned - started, "plan_s": planned - scanned}
+    timings = {"scan_s": round(scanned - started, 2), "plan_s": round(planned - scanned, 2),
+               "scan_plan_s": round(planned - started, 2)}
+    return config, classes, plan, {"images": len(images), "shards": plan.num_shards, **timings}
 
 
 def step_scan_plan(tree: Path, output: Path) -> dict:
-    return scan_and_plan(tree, output)[3]
+    """Scan and plan; then, apart, one stat per file in plan order, as the resume check makes them."""
+    _, _, plan, report = scan_and_plan(tree, output)
+    started = time.perf_counter()
+    for index in range(plan.num_shards):
+        plan.stamps(index)
+    return {**report, "stat_s": round(time.perf_counter() - started, 2)}
 
 
 def step_manifest(tree: Path, output: Path) -> dict:
     """Record every shard complete, as a build's parent does when each arrives; the time in the manifest alone."""
     config, classes, plan, _ = scan_and_plan(tree, output)
+    gc.freeze()  # only the manifest's own cost is reported: spare the collector's walks over 14 M names
     output.mkdir(parents=True, exist_ok=True)
     Path(config.index_dir).mkdir(parents=True, exist_ok=True)
     recording = 0.0
@@ -137,8 +146,8 @@ def step_manifest(tree: Path, output: Path) -> dict:
             recording += time.perf_counter() - started
         started = time.perf_counter()
     folded = time.perf_counter() - started
-    return {"shards": plan.num_shards, "record_ms_per_shard": 1000 * recording / plan.num_shards,
-            "fold_s": folded, "manifest_bytes": (output / "manifest.json").stat().st_size}
+    return {"shards": plan.num_shards, "record_ms_per_shard": round(1000 * recording / plan.num_shards, 3),
+            "fold_s": round(folded, 3), "manifest_bytes": (output / "manifest.json").stat().st_size}
 
 
 def summary_row(stdout: str) -> dict:
@@ -150,8 +159,9 @@ def summary_row(stdout: str) -> dict:
 STEPS = {"scan_plan": step_scan_plan, "manifest": step_manifest}
 
 
-def measured(command: list[str]) -> tuple[str, float, float]:
-    """Run a command: its stdout, wall seconds and peak RSS in MiB (the kernel's high-water mark, by wait4)."""
+def measured(command: list[str]) -> tuple[str, dict]:
+    """Run a command: its stdout, and its wall and CPU seconds and peak RSS in MiB (the kernel's high-water
+    mark), from wait4. CPU seconds (user + system) show what another process on the machine took from it."""
     with tempfile.TemporaryFile("w+") as log:
         started = time.perf_counter()
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
@@ -162,25 +172,26 @@ def measured(command: list[str]) -> tuple[str, float, float]:
         if child.returncode != 0:
             log.seek(0)
             sys.exit(f"{command[1]} failed (exit {child.returncode}): {log.read().strip().splitlines()[-1:]}")
-    return stdout, seconds, usage.ru_maxrss / 1024
+    return stdout, {"wall_s": round(seconds, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+                    "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 def measured_step(step: str, tree: Path, output: Path) -> dict:
-    stdout, seconds, rss = measured([sys.executable, __file__, "--step", step, "--tree", str(tree),
-                                     "--output", str(output)])
-    return {**json.loads(stdout), "wall_s": round(seconds, 2), "peak_rss_mib": round(rss, 1)}
+    stdout, usage = measured([sys.executable, __file__, "--step", step, "--tree", str(tree), "--output", str(output)])
+    return {**json.loads(stdout), **usage}
 
 
 def noop_rerun(tree: Path, output: Path) -> dict:
     """The real command on a directory where every shard is complete: nothing written, every shard resumed."""
-    stdout, seconds, rss = measured([sys.executable, str(REPO / "build_imagenet_data.py"), *build_argv(tree, output)])
-    return {**summary_row(stdout), "wall_s": round(seconds, 2), "peak_rss_mib": round(rss, 1)}
+    stdout, usage = measured([sys.executable, str(REPO / "build_imagenet_data.py"), *build_argv(tree, output)])
+    return {**summary_row(stdout), **usage}
 
 
 def run(directory: Path, sizes: list[int], keep: bool) -> dict:
     wnids = imagenet21k_wnids()
     root = directory / "imagenet21k-bench"
     tree, output = root / "train", root / "out"
+    shutil.rmtree(root, ignore_errors=True)  # a tree left by --keep: it is grown from nothing
     check_room(directory, max(sizes), len(wnids))
     photos = make_photos()
     report: dict = {"classes": len(wnids), "photos": len(photos), "cpus": os.cpu_count(), "sizes": []}
@@ -194,22 +205,29 @@ def run(directory: Path, sizes: list[int], keep: bool) -> dict:
                 print(f"{entries:,} entries: {step} {json.dumps(row[step])}", file=sys.stderr, flush=True)
             row["noop_rerun"] = noop_rerun(tree, output)
             print(f"{entries:,} entries: noop_rerun {json.dumps(row['noop_rerun'])}", file=sys.stderr, flush=True)
-            row["per_entry"] = per_entry(row)
             report["sizes"].append(row)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+    report["per_added_entry"] = [growth(a, b) for a, b in zip(report["sizes"], report["sizes"][1:])]
     return report
 
 
-def per_entry(row: dict) -> dict:
-    entries = row["entries"]
-    scan_plan = row["scan_plan"]
+def growth(smaller: dict, larger: dict) -> dict:
+    """What each added entry cost between two sizes: linear if it stays the same from size to size."""
+    added = larger["entries"] - smaller["entries"]
+
+    def per_entry(step: str, key: str, scale: float) -> float:
+        return round(scale * (larger[step][key] - smaller[step][key]) / added, 2)
+
     return {
-        "scan_plan_us": round(1e6 * (scan_plan["scan_s"] + scan_plan["plan_s"]) / entries, 2),
-        "scan_plan_rss_bytes": round(scan_plan["peak_rss_mib"] * MIB / entries, 1),
-        "noop_rerun_us": round(1e6 * row["noop_rerun"]["wall_s"] / entries, 2),
-        "noop_rerun_rss_bytes": round(row["noop_rerun"]["peak_rss_mib"] * MIB / entries, 1),
+        "entries": [smaller["entries"], larger["entries"]],
+        "scan_plan_us": per_entry("scan_plan", "scan_plan_s", 1e6),
+        "scan_plan_rss_bytes": per_entry("scan_plan", "peak_rss_mib", MIB),
+        "stat_us": per_entry("scan_plan", "stat_s", 1e6),
+        "noop_rerun_us": per_entry("noop_rerun", "wall_s", 1e6),
+        "noop_rerun_cpu_us": per_entry("noop_rerun", "cpu_s", 1e6),
+        "noop_rerun_rss_bytes": per_entry("noop_rerun", "peak_rss_mib", MIB),
     }
 
 
