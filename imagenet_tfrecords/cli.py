@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="worker processes (default: CPU count); the output does not depend on it")
     labels = parser.add_argument_group("labels")
     labels.add_argument("--labels_file", type=_path, default=DEFAULT_LABELS_FILE,
-                        help="one wnid per line, in label order (default: the 1000 ILSVRC-2012 synsets)")
+                        help="one wnid per line, in label order (default: the 1000 ILSVRC-2012 synsets); "
+                        "imagenet21k: the 21,841 ImageNet-21k (fall11) synsets")
     labels.add_argument("--imagenet_metadata_file", type=_path, default=DEFAULT_METADATA_FILE,
                         help="<wnid><TAB><human text> lines")
     labels.add_argument("--validation_labels_file", type=_path, default=DEFAULT_VALIDATION_LABELS_FILE,
