@@ -205,12 +205,6 @@ class Bucket:
             data = self.fs.cat([self._path(n) for n in names], on_error="raise")
         return {name: data[self._path(name)] for name in names}
 
-    def open(self, name: str) -> tuple[BinaryIO, int]:
-        """A reader of the object, read in large blocks, and its size."""
-        with store_errors(self.url_of(name), "read the object"):
-            handle = self.fs.open(self._path(name), "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
-            return handle, handle.size
-
     def write(self, name: str, data: bytes | str, what: str) -> None:
         """The object appears whole: one request."""
         if isinstance(data, str):

@@ -332,7 +332,10 @@ def _label_range(manifest: dict | None) -> tuple[int, int] | None:
 
 def _is_folder(location: Path | str) -> bool:
     """A local directory, or a folder of a bucket that holds anything."""
-    return bool(Bucket(location).sizes() or Bucket(location).folders()) if is_url(location) else Path(location).is_dir()
+    if not is_url(location):
+        return Path(location).is_dir()
+    bucket = Bucket(location)
+    return bool(bucket.sizes() or bucket.folders())  # the folders are listed only when it holds no object
 
 
 def _resolve_index_dir(directory: Path | str, index_dir: Path | str | None, manifest: dict | None,
