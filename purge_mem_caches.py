@@ -3,7 +3,7 @@
 
 import sys
 
-from imagenet_tfrecords.purge import main
+from imagenet_tfrecords.host.purge import main
 
 if __name__ == "__main__":
     sys.exit(main())

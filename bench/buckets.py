@@ -40,8 +40,8 @@ from corpus import make_corpus  # noqa: E402
 from tar_vs_tree import build_parser, pack_train_tar  # noqa: E402
 
 from imagenet_tfrecords.build import BuildConfig, run_build  # noqa: E402
-from imagenet_tfrecords.imaging import ImageOptions  # noqa: E402
-from imagenet_tfrecords.tar_index import INDEX_DIR  # noqa: E402
+from imagenet_tfrecords.images.prepare import ImageOptions  # noqa: E402
+from imagenet_tfrecords.inputs.tars import INDEX_DIR  # noqa: E402
 
 BUCKET = "bench-buckets"
 REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(?P<method>GET|HEAD|PUT|POST|DELETE) ')  # werkzeug may colour it

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from dask_cluster import dask_cluster  # noqa: E402
 
 from imagenet_tfrecords.build import BuildConfig, run_build  # noqa: E402
-from imagenet_tfrecords.labels import DEFAULT_LABELS_FILE  # noqa: E402
+from imagenet_tfrecords.inputs.labels import DEFAULT_LABELS_FILE  # noqa: E402
 
 IMAGENET_IMAGES = 1_281_167 + 50_000
 IMAGES_PER_SHARD = 1_250  # 1,281,167 / 1024

@@ -42,13 +42,13 @@ sys.path.insert(0, str(REPO))
 
 from imagenet_tfrecords.build import OPTION_FLAGS  # noqa: E402
 from imagenet_tfrecords.cli import build_parser, config_from_args  # noqa: E402
-from imagenet_tfrecords.labels import IMAGENET21K, imagenet21k_wnids, load_class_table  # noqa: E402
-from imagenet_tfrecords.manifest import Manifest  # noqa: E402
-from imagenet_tfrecords.plan import plan_split  # noqa: E402
+from imagenet_tfrecords.inputs.labels import IMAGENET21K, imagenet21k_wnids, load_class_table  # noqa: E402
+from imagenet_tfrecords.output.manifest import Manifest  # noqa: E402
+from imagenet_tfrecords.plan.shards import plan_split  # noqa: E402
 from imagenet_tfrecords.sample import _load_photos, make_photo  # noqa: E402
-from imagenet_tfrecords.shard import ShardResult, index_path  # noqa: E402
-from imagenet_tfrecords.shard_count import fitted_shard_count  # noqa: E402
-from imagenet_tfrecords.sources import scan_split  # noqa: E402
+from imagenet_tfrecords.output.shard import ShardResult, index_path  # noqa: E402
+from imagenet_tfrecords.plan.shard_count import fitted_shard_count  # noqa: E402
+from imagenet_tfrecords.inputs.folders import scan_split  # noqa: E402
 
 FALL11_IMAGES = 14_197_122
 PHOTOS = 300  # distinct real JPEGs the class files are copies of

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from imagenet_tfrecords.resize import ResizeMode, plan_geometry  # noqa: E402
+from imagenet_tfrecords.images.resize import ResizeMode, plan_geometry  # noqa: E402
 
 
 def geometry_for(width: int, height: int, config: dict):
@@ -25,9 +25,9 @@ def geometry_for(width: int, height: int, config: dict):
 
 
 def run_ours(files: list[str], config: dict, output: Path) -> None:
-    from imagenet_tfrecords.imaging import ImageOptions, ResizeQuality
-    from imagenet_tfrecords.plan import ShardItem, ShardSpec
-    from imagenet_tfrecords.shard import write_shard
+    from imagenet_tfrecords.images.prepare import ImageOptions, ResizeQuality
+    from imagenet_tfrecords.plan.shards import ShardItem, ShardSpec
+    from imagenet_tfrecords.output.shard import write_shard
 
     options = ImageOptions(config["resize"], config["height"], config["width"], ResizeMode(config["mode"]),
                            config["jpeg_q"], ResizeQuality(config["quality"]),
@@ -105,9 +105,9 @@ def run_tf(files: list[str], config: dict, output: Path) -> None:
 def run_pillow(files: list[str], config: dict, output: Path) -> None:
     from PIL import Image
 
-    from imagenet_tfrecords.imaging import StoredImage
-    from imagenet_tfrecords.plan import ShardItem
-    from imagenet_tfrecords.records import build_example, frame_record
+    from imagenet_tfrecords.images.prepare import StoredImage
+    from imagenet_tfrecords.plan.shards import ShardItem
+    from imagenet_tfrecords.output.records import build_example, frame_record
 
     with open(output, "wb") as out:
         for path in files:

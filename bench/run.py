@@ -35,9 +35,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
 from corpus import make_corpus, replicate  # noqa: E402
-from imagenet_tfrecords.dali_index import iter_records, open_shard  # noqa: E402
+from imagenet_tfrecords.output.dali_index import iter_records, open_shard  # noqa: E402
 from imagenet_tfrecords.proto.imgrec_example_pb2 import Example  # noqa: E402
-from imagenet_tfrecords.resize import ResizeMode, plan_geometry  # noqa: E402
+from imagenet_tfrecords.images.resize import ResizeMode, plan_geometry  # noqa: E402
 
 MODES = ("stretch", "shorter_side", "center_crop")
 QUALITIES = ("fast", "default", "best")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from corpus import make_corpus  # noqa: E402
 
 from imagenet_tfrecords.build import BuildConfig, run_build  # noqa: E402
-from imagenet_tfrecords.imaging import ImageOptions  # noqa: E402
+from imagenet_tfrecords.images.prepare import ImageOptions  # noqa: E402
 
 
 def pack_train_tar(train: Path, target: Path) -> Path:

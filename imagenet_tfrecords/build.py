@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kaggle
-from .devkit import LabelSource, check_agreement, load_devkit_labels, merged_labels
+from .inputs import kaggle
+from .inputs.devkit import LabelSource, check_agreement, load_devkit_labels, merged_labels
 from .engines.local import run_local
 from .errors import UserError, printable
-from .imaging import ImageOptions
-from .labels import (
+from .images.prepare import ImageOptions
+from .inputs.labels import (
     DEFAULT_LABELS_FILE,
     DEFAULT_METADATA_FILE,
     DEFAULT_VALIDATION_LABELS_FILE,
@@ -26,16 +26,17 @@ from .labels import (
     load_class_table,
     load_validation_labels,
 )
-from .dataset_info import write_dataset_info
-from .manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, read_manifest, remove_stale_temporaries
-from .plan import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
+from .output.dataset_info import write_dataset_info
+from .output.manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, read_manifest, remove_stale_temporaries
+from .plan.shards import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
-from .shard_count import fitted_shard_count
-from .shard import BadImage, ShardResult
-from .bucket_sources import scan_bucket_split
-from .storage import Folder, folder, is_url, join, local_path
-from .sources import Ignored, SplitImages, scan_flat_validation, scan_split, warn_ignored
-from .tar_index import INDEX_DIR, index_tar, load_bounding_box_tar
+from .plan.shard_count import fitted_shard_count
+from .output.shard import BadImage, ShardResult
+from .inputs.buckets import scan_bucket_split
+from .storage.folders import Folder, folder
+from .storage.urls import is_url, join, local_path
+from .inputs.folders import Ignored, SplitImages, scan_flat_validation, scan_split, warn_ignored
+from .inputs.tars import INDEX_DIR, index_tar, load_bounding_box_tar
 
 log = logging.getLogger(__name__)
 

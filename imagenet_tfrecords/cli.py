@@ -8,14 +8,14 @@ from pathlib import Path
 
 from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
 from .errors import RESUME_HINT, UserError, run_command
-from .acceptance import DEFAULT_MAX_PIXELS
-from .imaging import ImageOptions, ResizeMode, ResizeQuality
-from .labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
-from .pool import available_cpus
-from .shard_count import SHARD_RULE
-from .sources import resolve
-from .storage import STORE_LOGGERS, check_scheme, is_url, join, local_path
-from .verify import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
+from .images.acceptance import DEFAULT_MAX_PIXELS
+from .images.prepare import ImageOptions, ResizeMode, ResizeQuality
+from .inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
+from .engines.pool import available_cpus
+from .plan.shard_count import SHARD_RULE
+from .inputs.folders import resolve
+from .storage.urls import STORE_LOGGERS, check_scheme, is_url, join, local_path
+from .verify.command import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
 log = logging.getLogger("imagenet_tfrecords")
 
@@ -227,13 +227,13 @@ def format_summary(summaries: list[SplitSummary], output_dir: Path | str) -> str
 def _run(args: argparse.Namespace) -> int:
     _refuse_urls(args)
     if args.verify is not None:
-        from .verify import verify_command
+        from .verify.command import verify_command
 
         return verify_command(args.verify, deep=args.deep, as_json=args.json, num_workers=args.num_threads,
                               index_dir=args.index_directory, no_manifest=args.no_manifest,
                               max_pixels=args.max_pixels)
     if args.write_index is not None:
-        from .dali_index import write_index_command
+        from .output.dali_index import write_index_command
 
         return write_index_command(args.write_index, args.index_directory)
     config = config_from_args(args)

@@ -14,11 +14,11 @@ from typing import TypeVar
 from . import cli
 from .download.archives import BUILTIN_ARCHIVES
 from .errors import UserError, run_command
-from .imaging import ResizeMode, ResizeQuality
-from .memory import GIB, MIB, gib, read_memory
-from .pool import available_cpus
+from .images.prepare import ResizeMode, ResizeQuality
+from .host.memory import GIB, MIB, gib, read_memory
+from .engines.pool import available_cpus
 from .prompts import Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory, parse_int_in
-from .purge import PurgeOptions, purge
+from .host.purge import PurgeOptions, purge
 
 DATA_DIR_ENV = "IMAGENET_DATA_DIR"
 OUTPUT_DIR_ENV = "PROTO_OUT_DIR"

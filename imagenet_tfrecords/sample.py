@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from .errors import UserError
-from .labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels, load_wnids
+from .inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels, load_wnids
 
 SAMPLE_WNIDS = ("n01440764", "n02119789", "n02123045", "n03255030", "n04037443")
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_tfrecords.manifest import read_manifest
+from imagenet_tfrecords.output.manifest import read_manifest
 from imagenet_tfrecords.sample import Sample, make_sample
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagenet_tfrecords.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE,
+from imagenet_tfrecords.inputs.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE,
                                        load_texts, load_validation_labels, load_wnids)
 from imagenet_tfrecords.sample import Sample, _load_photos, make_photo
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from imagenet_tfrecords.manifest import SHARD_NAME
+from imagenet_tfrecords.output.manifest import SHARD_NAME
 from imagenet_tfrecords.sample import make_sample_tarballs
 from conftest import REPO, run_build_cli, sample_args, shard_digests
 from dask_cluster import dask_cluster

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_build_cli, sample_args, shard_digests
-from imagenet_tfrecords.labels import (
+from imagenet_tfrecords.inputs.labels import (
     DEFAULT_LABELS_FILE,
     DEFAULT_METADATA_FILE,
     DEFAULT_VALIDATION_LABELS_FILE,

@@ -25,7 +25,7 @@ from conftest import REPO, finished_shards, run_build_cli, sample_args, shard_di
 from dask_cluster import Cluster, dask_cluster  # noqa: E402
 from test_bad_input import assert_one_line_error  # noqa: E402
 
-from imagenet_tfrecords.atomic import final_name  # noqa: E402
+from imagenet_tfrecords.storage.atomic import final_name  # noqa: E402
 
 BUILD_TIMEOUT_SECONDS = 120
 RESIZED = ("--resize_images", "--num_threads", "2")

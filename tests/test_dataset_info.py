@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args
-from imagenet_tfrecords.manifest import read_manifest
+from imagenet_tfrecords.output.manifest import read_manifest
 from tfread import INCEPTION_FEATURES, decode, raw_features, read_split, shard_files
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ilsvrc_archives import annotation_xml
-from imagenet_tfrecords.bounding_boxes import boxes_from_xml, image_name, write_bounding_box_csv
+from imagenet_tfrecords.inputs.bounding_boxes import boxes_from_xml, image_name, write_bounding_box_csv
 from imagenet_tfrecords.download.archives import looks_like_html, parse_file_keys, select_archives
 from imagenet_tfrecords.download.checksums import read_md5sum_file
 from imagenet_tfrecords.download.fetch import check_base_url
@@ -18,7 +18,7 @@ from imagenet_tfrecords.download.pipeline import (KEEP_ARCHIVES, KEEP_BOTH, KEEP
 from imagenet_tfrecords.download.space import GIB, ensure_free_space, free_bytes, size_text
 from imagenet_tfrecords.download.unpack import safe_path
 from imagenet_tfrecords.errors import UserError
-from imagenet_tfrecords.labels import load_bounding_boxes
+from imagenet_tfrecords.inputs.labels import load_bounding_boxes
 
 LISTED = frozenset({"n01440764", "n02119789"})
 

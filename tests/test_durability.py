@@ -20,20 +20,20 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, finished_shards, kill_build_after_first_train_shard, run_build_cli, sample_args
-from imagenet_tfrecords import tar_index
-from imagenet_tfrecords.bounding_boxes import write_bounding_box_csv
+from imagenet_tfrecords.inputs import tars
+from imagenet_tfrecords.inputs.bounding_boxes import write_bounding_box_csv
 from imagenet_tfrecords.build import BuildConfig, run_build
-from imagenet_tfrecords.dali_index import write_index
+from imagenet_tfrecords.output.dali_index import write_index
 from imagenet_tfrecords.download.archives import BUILTIN_ARCHIVES
 from imagenet_tfrecords.download.state import record_verified
-from imagenet_tfrecords.imaging import ImageOptions
-from imagenet_tfrecords.labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, load_class_table
-from imagenet_tfrecords.manifest import JOURNAL_NAME, Manifest, remove_stale_temporaries
-from imagenet_tfrecords.plan import plan_split
+from imagenet_tfrecords.images.prepare import ImageOptions
+from imagenet_tfrecords.inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, load_class_table
+from imagenet_tfrecords.output.manifest import JOURNAL_NAME, Manifest, remove_stale_temporaries
+from imagenet_tfrecords.plan.shards import plan_split
 from imagenet_tfrecords.sample import make_sample_tarballs
-from imagenet_tfrecords.shard import ShardResult, write_shard
-from imagenet_tfrecords.sources import scan_split
-from imagenet_tfrecords.storage import LocalFolder
+from imagenet_tfrecords.output.shard import ShardResult, write_shard
+from imagenet_tfrecords.inputs.folders import scan_split
+from imagenet_tfrecords.storage.folders import LocalFolder
 from test_bad_input import WNIDS, add_bad_files, assert_one_line_error, make_tree
 from test_resume import SLOW
 from tfread import read_split
@@ -226,7 +226,7 @@ def test_a_killed_build_with_a_torn_journal_line_resumes(sample, tmp_path: Path)
 
 # --- items 11 and 12: temporaries are a writer's own; the index directory is locked ---------------
 
-WRITE_SHARD = "import pickle, sys; from imagenet_tfrecords.shard import write_shard; write_shard(pickle.load(open(sys.argv[1], 'rb')))"
+WRITE_SHARD = "import pickle, sys; from imagenet_tfrecords.output.shard import write_shard; write_shard(pickle.load(open(sys.argv[1], 'rb')))"
 
 
 def _start_writer(spec_file: Path) -> subprocess.Popen:
@@ -371,7 +371,7 @@ def test_state_files_are_written_durably(sample, copy_build: Path, tmp_path: Pat
     record_verified(target, archive, target / archive.name)
     write_bounding_box_csv(tmp_path / "boxes.csv", [("n01440764_1.JPEG", (0.1, 0.2, 0.3, 0.4))])
     tar = make_sample_tarballs(sample, tmp_path / "tars").validation_tar
-    tar_index.index_tar(tar, LocalFolder(tmp_path / "cache"), nested=False)
+    tars.index_tar(tar, LocalFolder(tmp_path / "cache"), nested=False)
     shard = next(p for p in copy_build.iterdir() if "-of-" in p.name)
     (tmp_path / "idx").mkdir()
     write_index(shard, tmp_path / "idx")

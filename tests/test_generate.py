@@ -13,7 +13,7 @@ import pexpect
 import pytest
 from test_bad_input import assert_one_line_error
 
-from imagenet_tfrecords.labels import DEFAULT_LABELS_FILE, load_wnids
+from imagenet_tfrecords.inputs.labels import DEFAULT_LABELS_FILE, load_wnids
 from imagenet_tfrecords.sample import Sample, make_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_skip_bad_images_is_passed_on_as_the_build_error_advises(sample: Sample,
 
 def test_memory_warning_threshold_is_what_this_builder_needs() -> None:
     from imagenet_tfrecords.generate import memory_need
-    from imagenet_tfrecords.memory import GIB, MIB
+    from imagenet_tfrecords.host.memory import GIB, MIB
 
     assert memory_need(2) < GIB  # measured: 227 MiB peak for a 2-worker build (README, "Memory")
     assert 256 * MIB < memory_need(1) < memory_need(2) < memory_need(64) < 16 * GIB

@@ -25,9 +25,9 @@ from conftest import REPO, run_build_cli
 from test_bad_input import assert_one_line_error
 from tfread import decode, read_split
 
-from imagenet_tfrecords.acceptance import DEFAULT_MAX_PIXELS, tensorflow_jpeg_problem
-from imagenet_tfrecords.formats import read_jpeg_header
-from imagenet_tfrecords.resize import orient_boxes
+from imagenet_tfrecords.images.acceptance import DEFAULT_MAX_PIXELS, tensorflow_jpeg_problem
+from imagenet_tfrecords.images.formats import read_jpeg_header
+from imagenet_tfrecords.images.resize import orient_boxes
 from imagenet_tfrecords.sample import _load_photos, make_photo
 
 WNID = "n01440764"
@@ -438,7 +438,7 @@ def test_the_pixel_limit_is_a_flag_that_verify_follows(photos, real_bomb, tmp_pa
 
 MEMORY_LIMITED_BUILD = """
 import resource, sys
-import imagenet_tfrecords.cli as cli, imagenet_tfrecords.imaging, imagenet_tfrecords.shard  # loaded first
+import imagenet_tfrecords.cli as cli, imagenet_tfrecords.images.prepare, imagenet_tfrecords.output.shard  # loaded first
 in_use = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
 resource.setrlimit(resource.RLIMIT_AS, (in_use + 160 * 2**20, resource.RLIM_INFINITY))
 sys.exit(cli.main(sys.argv[1:]))

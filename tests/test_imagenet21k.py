@@ -12,10 +12,10 @@ import pytest
 
 from conftest import run_build_cli
 from ilsvrc_archives import tar_bytes
-from imagenet_tfrecords.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, IMAGENET21K, NOT_IN_FALL11,
+from imagenet_tfrecords.inputs.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, IMAGENET21K, NOT_IN_FALL11,
                                        imagenet21k_wnids, load_texts, load_wnids)
 from imagenet_tfrecords.sample import _load_photos, make_photo
-from imagenet_tfrecords.shard_count import IMAGENET_IMAGES, IMAGENET_SHARDS, fitted_shard_count
+from imagenet_tfrecords.plan.shard_count import IMAGENET_IMAGES, IMAGENET_SHARDS, fitted_shard_count
 from test_bad_input import assert_one_line_error
 from tfread import read_split
 

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from imagenet_tfrecords.errors import BadImageError
-from imagenet_tfrecords.formats import read_jpeg_header, sniff_format
-from imagenet_tfrecords.imaging import ImageOptions, prepare_image
-from imagenet_tfrecords.pixels import dct_scale
-from imagenet_tfrecords.resize import ResizeMode, ResizeQuality, crop_boxes
+from imagenet_tfrecords.images.formats import read_jpeg_header, sniff_format
+from imagenet_tfrecords.images.prepare import ImageOptions, prepare_image
+from imagenet_tfrecords.images.pixels import dct_scale
+from imagenet_tfrecords.images.resize import ResizeMode, ResizeQuality, crop_boxes
 from imagenet_tfrecords.sample import _load_photos, make_photo
 
 BOX = ((0.1, 0.2, 0.6, 0.9),)

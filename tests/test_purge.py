@@ -16,7 +16,7 @@ import pexpect
 import psutil
 import pytest
 
-from imagenet_tfrecords.processes import COMMAND_WIDTH
+from imagenet_tfrecords.host.processes import COMMAND_WIDTH
 
 ROOT = Path(__file__).resolve().parents[1]
 PURGE = str(ROOT / "purge_mem_caches.py")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from imagenet_tfrecords.imaging import StoredImage
-from imagenet_tfrecords.plan import ShardItem
-from imagenet_tfrecords.records import build_example, frame_record, masked_crc32c
+from imagenet_tfrecords.images.prepare import StoredImage
+from imagenet_tfrecords.plan.shards import ShardItem
+from imagenet_tfrecords.output.records import build_example, frame_record, masked_crc32c
 
 ITEM = ShardItem("/x/n01440764_1.JPEG", "n01440764_1.JPEG", 1, "n01440764", "tench, Tinca tinca", ((0.1, 0.2, 0.5, 0.9),))
 IMAGE = StoredImage(b"\xff\xd8\xff fake jpeg bytes", 375, 500, ITEM.boxes)

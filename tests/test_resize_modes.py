@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_build_cli, sample_args
-from imagenet_tfrecords.labels import load_bounding_boxes
+from imagenet_tfrecords.inputs.labels import load_bounding_boxes
 from tfread import decode, read_split
 
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from conftest import run_build_cli, shard_digests
 from ilsvrc_archives import make_kaggle_tree
-from imagenet_tfrecords.labels import DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels
+from imagenet_tfrecords.inputs.labels import DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels
 from imagenet_tfrecords.sample import SAMPLE_WNIDS, make_sample_tarballs
 from test_bad_input import WNIDS, assert_one_line_error, make_tree
 from tfread import INCEPTION_FEATURES, shard_files

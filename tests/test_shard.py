@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from imagenet_tfrecords.errors import BadImageError
-from imagenet_tfrecords.imaging import ImageOptions
-from imagenet_tfrecords.plan import ShardItem, ShardSpec
+from imagenet_tfrecords.images.prepare import ImageOptions
+from imagenet_tfrecords.plan.shards import ShardItem, ShardSpec
 from imagenet_tfrecords.proto.imgrec_example_pb2 import Example
-from imagenet_tfrecords.shard import write_shard
+from imagenet_tfrecords.output.shard import write_shard
 
 
 def read_records(path: Path) -> list[Example]:

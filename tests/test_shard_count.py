@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_build_cli
 from test_bad_input import assert_one_line_error
-from imagenet_tfrecords.shard_count import MIN_IMAGES_PER_SHARD, fitted_shard_count
+from imagenet_tfrecords.plan.shard_count import MIN_IMAGES_PER_SHARD, fitted_shard_count
 from tfread import read_split
 
 

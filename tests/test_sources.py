@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from imagenet_tfrecords.errors import UserError
-from imagenet_tfrecords.labels import ClassTable
-from imagenet_tfrecords.sources import scan_flat_validation, scan_split
+from imagenet_tfrecords.inputs.labels import ClassTable
+from imagenet_tfrecords.inputs.folders import scan_flat_validation, scan_split
 
 CLASSES = ClassTable(("n01440764", "n02119789"), ("tench", "kit fox"))
 LABELS = ["n02119789", "n01440764", "n09999999"]

@@ -13,11 +13,11 @@ from scipy.io import loadmat
 
 from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args, shard_digests
 from ilsvrc_archives import make_kaggle_tree, tar_bytes
-from imagenet_tfrecords import tar_index
+from imagenet_tfrecords.inputs import tars
 from imagenet_tfrecords.generate import Answers, build_arguments, build_parser
-from imagenet_tfrecords.labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_wnids
+from imagenet_tfrecords.inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_wnids
 from imagenet_tfrecords.sample import SAMPLE_WNIDS, SampleTarballs, make_sample_tarballs
-from imagenet_tfrecords.storage import LocalFolder
+from imagenet_tfrecords.storage.folders import LocalFolder
 from test_resume import SLOW
 
 SHARDS = ("--train_shards", "4", "--validation_shards", "2")
@@ -81,8 +81,8 @@ def test_indexing_reads_headers_only(tarballs, tmp_path: Path, monkeypatch: pyte
             read.append(len(data))
             return data
 
-    monkeypatch.setattr(tar_index, "open", lambda path, mode: Counting(io.FileIO(path, mode)), raising=False)
-    index = tar_index.index_tar(tarballs.train_tar, LocalFolder(tmp_path), nested=True)
+    monkeypatch.setattr(tars, "open", lambda path, mode: Counting(io.FileIO(path, mode)), raising=False)
+    index = tars.index_tar(tarballs.train_tar, LocalFolder(tmp_path), nested=True)
     assert len(index.names) == 100 and index.names == sorted(index.names)
     assert sum(read) < tarballs.train_tar.stat().st_size / 20
     with open(tarballs.train_tar, "rb") as handle:  # every (offset, length) is a whole JPEG (or the one PNG)

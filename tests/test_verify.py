@@ -16,9 +16,9 @@ from PIL import Image
 
 from conftest import REPO, run_build_cli, sample_args
 from ilsvrc_archives import tar_bytes
-from imagenet_tfrecords.dali_index import compute_index, iter_records, open_shard, write_index
+from imagenet_tfrecords.output.dali_index import compute_index, iter_records, open_shard, write_index
 from imagenet_tfrecords.proto.imgrec_example_pb2 import Example
-from imagenet_tfrecords.records import frame_record
+from imagenet_tfrecords.output.records import frame_record
 from imagenet_tfrecords.sample import SAMPLE_WNIDS, TRAIN_PER_CLASS, VALIDATION_PER_CLASS
 
 TRAIN_SHARD, VALIDATION_SHARD = "train-00001-of-00004", "validation-00001-of-00002"

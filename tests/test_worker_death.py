@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from conftest import REPO, run_build_cli, sample_args, shard_digests
-from imagenet_tfrecords.dali_index import write_index
-from imagenet_tfrecords.pool import MAX_TRIES, map_unordered
+from imagenet_tfrecords.output.dali_index import write_index
+from imagenet_tfrecords.engines.pool import MAX_TRIES, map_unordered
 from test_bad_input import assert_one_line_error
 from tfread import read_split
 

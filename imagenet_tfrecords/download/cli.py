@@ -12,7 +12,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import run_command
 from ..generate import DATA_DIR_ENV
-from ..labels import DEFAULT_VALIDATION_LABELS_FILE
+from ..inputs.labels import DEFAULT_VALIDATION_LABELS_FILE
 from .archives import FILE_KEYS, parse_file_keys, select_archives
 from .checksums import read_md5sum_file
 from .credentials import SECRET_ENV, USER_ENV, resolve_credentials

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
-from ..labels import DEFAULT_LABELS_FILE, load_validation_labels, load_wnids
+from ..inputs.labels import DEFAULT_LABELS_FILE, load_validation_labels, load_wnids
 from . import state
 from .archives import Archive, looks_like_html
 from .checksums import md5_of_file

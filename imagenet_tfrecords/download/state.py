@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import write_atomically
+from ..storage.atomic import write_atomically
 from .archives import Archive
 
 STATE_DIR = ".imagenet_download"

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..bounding_boxes import boxes_from_xml, image_name, write_bounding_box_csv
+from ..inputs.bounding_boxes import boxes_from_xml, image_name, write_bounding_box_csv
 from ..errors import UserError
 from .archives import Archive
 from .progress import CountingReader, byte_bar

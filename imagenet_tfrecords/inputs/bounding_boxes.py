@@ -14,7 +14,7 @@ import posixpath
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from .atomic import write_atomically
+from ..storage.atomic import write_atomically
 from .labels import Box
 
 

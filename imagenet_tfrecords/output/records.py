@@ -7,9 +7,9 @@ import struct
 
 import google_crc32c
 
-from .imaging import StoredImage
-from .plan import ShardItem
-from .proto.imgrec_example_pb2 import Example, Feature
+from ..images.prepare import StoredImage
+from ..plan.shards import ShardItem
+from ..proto.imgrec_example_pb2 import Example, Feature
 
 _CRC_MASK_DELTA = 0xA282EAD8  # tsl/lib/hash/crc32c.h kMaskDelta
 RECORD_OVERHEAD = 16  # u64 length + u32 length CRC + u32 data CRC (tensorflow record_writer.cc)

@@ -13,9 +13,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .optional import require
-from .sources import FLAT_VALIDATION_NAME, SplitImages, cannot_read
+from ..errors import UserError
+from ..optional import require
+from .folders import FLAT_VALIDATION_NAME, SplitImages, cannot_read
 
 META_MAT = "data/meta.mat"
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"

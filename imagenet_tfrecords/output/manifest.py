@@ -23,11 +23,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from .atomic import final_name, fsync_directory
-from .errors import UserError
-from .plan import ShardSpec
+from ..storage.atomic import final_name, fsync_directory
+from ..errors import UserError
+from ..plan.shards import ShardSpec
 from .shard import BUCKET_JOURNAL, BadImage, ShardResult
-from .storage import Bucket, Folder, folder, local_path
+from ..storage.folders import Bucket, Folder, folder
+from ..storage.urls import local_path
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
-from .labels import Box
-from .optional import require
+from ..inputs.labels import Box
+from ..optional import require
 
 Region = tuple[float, float, float, float]  # left, top, right, bottom, relative to the image
 WHOLE: Region = (0.0, 0.0, 1.0, 1.0)

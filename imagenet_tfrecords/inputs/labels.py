@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def _shipped(name: str) -> Path:
@@ -17,7 +17,7 @@ def _shipped(name: str) -> Path:
     The package is always installed as files (a wheel is never imported zipped), so the resource is a
     Path: it can be shown as a flag's default, passed to another process, and named in messages.
     """
-    return Path(resources.files(__package__) / "synsets" / name)
+    return Path(resources.files("imagenet_tfrecords") / "synsets" / name)
 
 
 DEFAULT_LABELS_FILE = _shipped("imagenet_lsvrc_2015_synsets.txt")

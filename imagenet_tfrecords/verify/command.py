@@ -22,18 +22,19 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from .acceptance import DEFAULT_MAX_PIXELS, stored_jpeg_problem
-from .atomic import final_name
-from .dali_index import FramingError, iter_records, open_shard, parse_index
-from .errors import UserError, run_command
-from .formats import read_jpeg_header, sniff_format
-from .pool import available_cpus, map_unordered
-from .manifest import (BAD_IMAGES_REPORT, DATASET_INFO_NAME, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME, SHARD_NAME,
+from ..images.acceptance import DEFAULT_MAX_PIXELS, stored_jpeg_problem
+from ..storage.atomic import final_name
+from ..output.dali_index import FramingError, iter_records, open_shard, parse_index
+from ..errors import UserError, run_command
+from ..images.formats import read_jpeg_header, sniff_format
+from ..engines.pool import available_cpus, map_unordered
+from ..output.manifest import (BAD_IMAGES_REPORT, DATASET_INFO_NAME, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME, SHARD_NAME,
                        read_manifest)
-from .proto.imgrec_example_pb2 import Example
-from .shard import BUCKET_JOURNAL
-from .storage import Bucket, folder, is_url, join
-from .tar_index import INDEX_DIR
+from ..proto.imgrec_example_pb2 import Example
+from ..output.shard import BUCKET_JOURNAL
+from ..storage.folders import Bucket, folder
+from ..storage.urls import is_url, join
+from ..inputs.tars import INDEX_DIR
 
 log = logging.getLogger(__name__)
 
@@ -662,6 +663,3 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: verify_command(args.directory, args.deep, args.json, args.num_threads,
                                               args.index_directory, args.no_manifest), VERIFY_INTERRUPTED)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import UserError
+from ..errors import UserError
 
 # `.NAME.<tag>.tmp`; also `.NAME.tmp`, as earlier versions named them.
 TEMPORARY_NAME = re.compile(r"\.(?P<final>.+?)(?:\.[0-9a-f]{16})?\.tmp")

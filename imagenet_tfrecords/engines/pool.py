@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from typing import Generic, TypeVar
 
-from .errors import UserError
+from ..errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError, printable
+from ..errors import UserError, printable
 from .labels import ClassTable
 
 log = logging.getLogger(__name__)

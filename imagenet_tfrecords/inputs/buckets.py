@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 from .labels import ClassTable
-from .sources import Ignored, SplitImages, is_image_name, scan_flat_validation
-from .storage import filesystem, object_stamp, store_errors
+from .folders import Ignored, SplitImages, is_image_name, scan_flat_validation
+from ..storage.urls import filesystem, object_stamp, store_errors
 
 
 def _listing(url: str) -> dict[str, dict]:

@@ -30,11 +30,12 @@ from typing import IO
 
 import numpy as np
 
-from .download.unpack import BOUNDING_BOX_CSV, UnpackOptions, convert_bounding_boxes, safe_path
-from .errors import UserError, printable
+from ..download.unpack import BOUNDING_BOX_CSV, UnpackOptions, convert_bounding_boxes, safe_path
+from ..errors import UserError, printable
 from .labels import Box, load_bounding_boxes
-from .sources import cannot_read, is_image_name, resolve, where
-from .storage import Folder, LocalFolder, is_url, open_url, stamp_of
+from .folders import cannot_read, is_image_name, resolve, where
+from ..storage.folders import Folder, LocalFolder
+from ..storage.urls import is_url, open_url, stamp_of
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .imaging import ImageOptions
-from .labels import Box, ClassTable
-from .sources import SplitImages
-from .storage import stamp_of
+from ..errors import UserError
+from ..images.prepare import ImageOptions
+from ..inputs.labels import Box, ClassTable
+from ..inputs.folders import SplitImages
+from ..storage.urls import stamp_of
 
 SHUFFLE_SEED = 12345  # the Inception build script's shuffle seed, kept for familiarity
 

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, replace
 from PIL import ExifTags, Image
 
 from .acceptance import DEFAULT_MAX_PIXELS, jpeg_header_problem, stored_jpeg_problem
-from .errors import BadImageError
+from ..errors import BadImageError
 from .formats import JpegHeader, ends_cleanly, read_jpeg_header, sniff_format
-from .labels import Box
+from ..inputs.labels import Box
 from .pixels import Decoding, dct_scale, decode_rgb, encode_jpeg
 from .resize import (RESAMPLERS, ResizeMode, ResizeQuality, crop_boxes, orient_boxes, plan_geometry, resample,
                      swaps_axes)

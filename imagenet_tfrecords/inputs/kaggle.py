@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 
 from .devkit import LabelSource
-from .errors import UserError
+from ..errors import UserError
 from .labels import read_text
-from .sources import FLAT_VALIDATION_NAME, resolve
+from .folders import FLAT_VALIDATION_NAME, resolve
 
 log = logging.getLogger(__name__)
 

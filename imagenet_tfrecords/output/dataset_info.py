@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import __version__
-from .labels import ClassTable
+from .. import __version__
+from ..inputs.labels import ClassTable
 from .manifest import DATASET_INFO_NAME
-from .storage import folder
+from ..storage.folders import folder
 
 FORMAT_VERSION = 1
 

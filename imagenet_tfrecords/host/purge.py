@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from .errors import UserError, run_command
+from ..errors import UserError, run_command
 from .memory import GIB, container_hint, format_memory_table, gib, knobs, read_memory, uses_sudo, write_knobs
 from .processes import DEFAULT_MIN_AGE_SECONDS, IDLE_LOOK_SECONDS, end_processes, find_candidates, format_candidates
-from .prompts import Prompter, Question
+from ..prompts import Prompter, Question
 
 DEFAULT_TOP = 10
 

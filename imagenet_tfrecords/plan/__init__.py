@@ -1,0 +1,1 @@
+"""The shard plan: which image goes to which shard, and how many shards a split gets."""

@@ -1,0 +1,1 @@
+"""Where files live: local folders with durable writes, and folders in buckets."""

@@ -1,0 +1,1 @@
+"""`--verify`: check finished shards, one by one and across the whole output."""
