@@ -14,6 +14,7 @@ from .inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_V
 from .engines.pool import available_cpus
 from .plan.shard_count import SHARD_RULE
 from .inputs.folders import resolve
+from .prompts import flag_type, parse_number_in
 from .storage.urls import STORE_LOGGERS, check_scheme, is_url, join, local_path
 from .verify.command import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
@@ -22,18 +23,8 @@ log = logging.getLogger("imagenet_tfrecords")
 SAMPLE_SHARDS = {"train": 4, "validation": 2}
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _quality(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"JPEG quality must be in 1..100, got {value}")
-    return value
+POSITIVE = flag_type(parse_number_in(1))
+JPEG_QUALITY = flag_type(parse_number_in(1, 100))
 
 
 class _UrlArgument(str):
@@ -93,11 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     tars.add_argument("--from_tars", action="store_true",
                       help="with --sample: also pack the sample as the ILSVRC tarballs (DIR/tars) and build from those")
     shards = parser.add_argument_group("sharding and workers")
-    shards.add_argument("--train_shards", type=_positive,
+    shards.add_argument("--train_shards", type=POSITIVE,
                         help=f"number of train shards (default: fitted to the data, {SHARD_RULE})")
-    shards.add_argument("--validation_shards", type=_positive,
+    shards.add_argument("--validation_shards", type=POSITIVE,
                         help="number of validation shards (default: fitted to the data, as for train)")
-    shards.add_argument("--num_threads", type=_positive, default=available_cpus(),
+    shards.add_argument("--num_threads", type=POSITIVE, default=available_cpus(),
                         help="worker processes (default: CPU count); the output does not depend on it")
     labels = parser.add_argument_group("labels")
     labels.add_argument("--labels_file", type=_path, default=DEFAULT_LABELS_FILE,
@@ -113,19 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="1: labels 1..1000 with 0 as background (Inception, default); 0: labels 0..999")
     images = parser.add_argument_group("images")
     images.add_argument("--resize_images", action="store_true", help="resize and re-encode every image")
-    images.add_argument("--new_height", type=_positive, default=256, help="height after resizing (default 256)")
-    images.add_argument("--new_width", type=_positive, default=256, help="width after resizing (default 256)")
+    images.add_argument("--new_height", type=POSITIVE, default=256, help="height after resizing (default 256)")
+    images.add_argument("--new_width", type=POSITIVE, default=256, help="width after resizing (default 256)")
     images.add_argument("--resize_mode", choices=[m.value for m in ResizeMode], default=ResizeMode.STRETCH.value,
                         help="stretch: exactly HxW (aspect not kept); shorter_side: keep aspect, smallest size "
                         "covering HxW; center_crop: shorter_side, then the centre HxW")
     images.add_argument("--resize_quality", choices=[q.value for q in ResizeQuality], default=ResizeQuality.DEFAULT.value,
                         help="fast: quickest, at least the quality of TensorFlow's bilinear resize; default: "
                         "better and still faster than TensorFlow ops; best: closest to a full-resolution Lanczos resize")
-    images.add_argument("--jpeg_q", type=_quality, default=90, help="JPEG quality of re-encoded images (default 90)")
+    images.add_argument("--jpeg_q", type=JPEG_QUALITY, default=90, help="JPEG quality of re-encoded images (default 90)")
     images.add_argument("--no_decode_check", action="store_true",
                         help="copy mode: store JPEGs without first proving that TensorFlow's decode_jpeg reads them "
                         "(only for files already checked; a corrupt one then fails later, in training)")
-    images.add_argument("--max_pixels", type=_positive, default=None,
+    images.add_argument("--max_pixels", type=POSITIVE, default=None,
                         help=f"images with more pixels are bad images, refused before decoding "
                         f"(default {DEFAULT_MAX_PIXELS:,}); --verify --deep uses the build's limit")
     images.add_argument("--apply_exif_orientation", action="store_true",
@@ -150,47 +141,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    train_dir, validation_dir, output_dir, bounding_box_file = (
-        args.train_directory, args.validation_directory, args.output_directory, args.bounding_box_file)
-    train_tar, validation_tar, devkit, bbox_tar = args.train_tar, args.validation_tar, args.devkit, args.bbox_tar
-    train_shards, validation_shards = args.train_shards, args.validation_shards  # None: fitted to the data
-    if args.sample is not None:
-        from .sample import make_sample
-
-        log.info("making the sample dataset under %s", args.sample / "raw")
-        sample = make_sample(args.sample / "raw")
+def with_sample(args: argparse.Namespace) -> argparse.Namespace:
+    """`--sample DIR`: make the sample under DIR/raw (with `--from_tars` also its tarballs under DIR/tars) and
+    return the flags with the sample's locations and shard counts wherever none was given."""
+    if args.sample is None:
         if args.from_tars:
-            from .sample import make_sample_tarballs
+            raise UserError("--from_tars goes with --sample DIR")
+        return args
+    from .sample import make_sample
 
-            tarballs = make_sample_tarballs(sample, args.sample / "tars")
-            train_tar, validation_tar = train_tar or tarballs.train_tar, validation_tar or tarballs.validation_tar
-            devkit, bbox_tar = devkit or tarballs.devkit, bbox_tar or tarballs.bbox_tar
-        else:
-            train_dir = train_dir or sample.train_dir
-            validation_dir = validation_dir or sample.validation_dir
-            bounding_box_file = bounding_box_file or sample.bounding_box_file
-        output_dir = output_dir or args.sample / "tfrecords"
-        train_shards = args.train_shards or SAMPLE_SHARDS["train"]
-        validation_shards = args.validation_shards or SAMPLE_SHARDS["validation"]
-    elif args.from_tars:
-        raise UserError("--from_tars goes with --sample DIR")
-    if output_dir is None:
+    log.info("making the sample dataset under %s", args.sample / "raw")
+    sample = make_sample(args.sample / "raw")
+    if args.from_tars:
+        from .sample import make_sample_tarballs
+
+        tarballs = make_sample_tarballs(sample, args.sample / "tars")
+        found = {"train_tar": tarballs.train_tar, "validation_tar": tarballs.validation_tar,
+                 "devkit": tarballs.devkit, "bbox_tar": tarballs.bbox_tar}
+    else:
+        found = {"train_directory": sample.train_dir, "validation_directory": sample.validation_dir,
+                 "bounding_box_file": sample.bounding_box_file}
+    found |= {"output_directory": args.sample / "tfrecords",
+              "train_shards": SAMPLE_SHARDS["train"], "validation_shards": SAMPLE_SHARDS["validation"]}
+    return argparse.Namespace(**vars(args) | {flag: getattr(args, flag) or value for flag, value in found.items()})
+
+
+def config_from_args(args: argparse.Namespace) -> BuildConfig:
+    """The build that the flags describe (after `with_sample`); reads nothing and writes nothing."""
+    if args.output_directory is None:
         raise UserError("pass --output_directory (where the shards go)")
-    output_dir = _location(output_dir)
+    output_dir = _location(args.output_directory)
     # Absolute paths: workers (local or on a cluster) may run in another directory.
     train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar, kaggle_root = (
         _location(path) if path is not None else None
-        for path in (train_dir, validation_dir, train_tar, validation_tar, bounding_box_file, devkit, bbox_tar,
-                     args.kaggle_root)
+        for path in (args.train_directory, args.validation_directory, args.train_tar, args.validation_tar,
+                     args.bounding_box_file, args.devkit, args.bbox_tar, args.kaggle_root)
     )
     index_dir = None if args.no_index else _location(args.index_directory or join(output_dir, "idx"))
     return BuildConfig(
         output_dir=output_dir,
         train_dir=train_dir,
         validation_dir=validation_dir,
-        train_shards=train_shards,
-        validation_shards=validation_shards,
+        train_shards=args.train_shards,  # None: fitted to the data
+        validation_shards=args.validation_shards,
         num_workers=args.num_threads,
         labels_file=args.labels_file,
         metadata_file=args.imagenet_metadata_file,
@@ -236,7 +229,7 @@ def _run(args: argparse.Namespace) -> int:
         from .output.dali_index import write_index_command
 
         return write_index_command(args.write_index, args.index_directory)
-    config = config_from_args(args)
+    config = config_from_args(with_sample(args))
     summaries = run_build(config)
     print(format_summary(summaries, config.output_dir))
     return 0

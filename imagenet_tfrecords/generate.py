@@ -17,7 +17,7 @@ from .errors import UserError, run_command
 from .images.prepare import ResizeMode, ResizeQuality
 from .host.memory import GIB, MIB, gib, read_memory
 from .engines.pool import available_cpus
-from .prompts import Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory, parse_int_in
+from .prompts import Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory, parse_number_in
 from .host.purge import PurgeOptions, purge
 
 DATA_DIR_ENV = "IMAGENET_DATA_DIR"
@@ -75,13 +75,6 @@ class Answers:
         return argv
 
 
-def _positive(text: str) -> int:
-    try:
-        return parse_int_in(1)(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Ask for the build options (or take them from flags and environment variables), print the "
@@ -107,11 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="before a training-set build, offer to purge memory below GB GiB available (default: "
                         f"what the build needs, {PARENT_NEED // MIB} MiB plus {WORKER_NEED // MIB} MiB a worker)")
     passed = parser.add_argument_group("passed on to build_imagenet_data.py")
-    passed.add_argument("--train_shards", type=_positive, help="number of train shards (default: fitted to the data, "
+    passed.add_argument("--train_shards", type=cli.POSITIVE, help="number of train shards (default: fitted to the data, "
                         "1024 for ImageNet)")
-    passed.add_argument("--validation_shards", type=_positive, help="number of validation shards (default: fitted "
+    passed.add_argument("--validation_shards", type=cli.POSITIVE, help="number of validation shards (default: fitted "
                         "to the data, 128 for ImageNet)")
-    passed.add_argument("--num_threads", type=_positive, help="worker processes (default: CPU count)")
+    passed.add_argument("--num_threads", type=cli.POSITIVE, help="worker processes (default: CPU count)")
     passed.add_argument("--resize_quality", choices=QUALITIES, help="resampling preset: fast, default or best")
     passed.add_argument("--skip_bad_images", action="store_true",
                         help="leave out unreadable images, listing them in bad_images.tsv, instead of stopping")
@@ -144,13 +137,13 @@ def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, 
     height, width, mode = 256, 256, ResizeMode.STRETCH.value
     if resize:
         height = ask("Height after resizing, in pixels (the original NVIDIA scripts used 352; stretch mode does not "
-                     "keep the aspect ratio)?", parse_int_in(1), "256", "--new_height")
-        width = ask("Width after resizing, in pixels (Enter: the same as the height)?", parse_int_in(1), str(height),
+                     "keep the aspect ratio)?", parse_number_in(1), "256", "--new_height")
+        width = ask("Width after resizing, in pixels (Enter: the same as the height)?", parse_number_in(1), str(height),
                     "--new_width")
         mode = ask("Resize mode: stretch (exactly HxW, aspect NOT kept, as the original NVIDIA scripts), shorter_side "
                    "(keep aspect, cover HxW), center_crop (shorter_side, then the centre HxW)?", parse_choice(MODES),
                    ResizeMode.STRETCH.value, "--resize_mode")
-    quality = ask("JPEG quality of re-encoded images, 1..100 (90 recommended)?", parse_int_in(1, 100), "90", "--jpeg_q")
+    quality = ask("JPEG quality of re-encoded images, 1..100 (90 recommended)?", parse_number_in(1, 100), "90", "--jpeg_q")
     label_offset = ask("Label convention: 1 (labels 1..1000, 0 = background: what the Inception and Model Garden "
                        "scripts expect) or 0 (labels 0..999: as TFDS and torchvision)?",
                        parse_choice(LABEL_OFFSETS, LABEL_ALIASES), "1", "--label_offset")

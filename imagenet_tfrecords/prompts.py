@@ -6,6 +6,7 @@ terminal the reason is shown and the question asked again, without one it is an 
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 import sys
@@ -102,21 +103,34 @@ def parse_yes_no(text: str) -> bool:
     raise ValueError(f"answer yes or no, not {text!r}")
 
 
-def parse_int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    """A parser of whole numbers in low..high (no upper bound when `high` is None)."""
+def parse_number_in(low: int, high: int | None = None, whole: bool = True) -> Callable[[str], float]:
+    """A parser of numbers in low..high (no upper bound when `high` is None): whole ones unless `whole` is False."""
+    kind, noun = (int, "a whole number") if whole else (float, "a number")
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> float:
         try:
-            value = int(text.strip())
+            value = kind(text.strip())
         except ValueError:
-            raise ValueError(f"not a whole number: {text!r}") from None
+            raise ValueError(f"not {noun}: {text!r}") from None
         if high is not None and not low <= value <= high:
             raise ValueError(f"must be in {low}..{high}, got {value}")
-        if value < low:
+        if not value >= low:  # NaN too
             raise ValueError(f"must be at least {low}, got {value}")
         return value
 
     return parse
+
+
+def flag_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """`parse` as an argparse `type`: its reason shown as `argument --flag: reason`."""
+
+    def parse_flag(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse_flag
 
 
 def parse_choice(choices: tuple[str, ...], aliases: dict[str, str] | None = None) -> Callable[[str], str]:

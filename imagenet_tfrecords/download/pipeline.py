@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..inputs.labels import DEFAULT_LABELS_FILE, load_validation_labels, load_wnids
+from ..storage.atomic import make_directory
 from . import state
 from .archives import Archive, looks_like_html
 from .checksums import md5_of_file
@@ -195,10 +196,7 @@ def run(config: DownloadConfig, tasks: list[ArchiveTask], source: ArchiveSource 
     """Fetch (from `source`) or check every archive of the plan, then unpack each once; with --keep extracted
     delete each archive once it is unpacked."""
     target = config.target_dir
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{target}: cannot create the target directory ({exc.strerror}); pick another --target_dir") from None
+    make_directory(target, "the target directory", "; pick another --target_dir")
     ensure_plan_fits(config, tasks)
     options = _unpack_options(config, tasks)
     for task in tasks:

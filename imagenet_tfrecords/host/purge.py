@@ -13,7 +13,7 @@ from functools import partial
 from ..errors import UserError, run_command
 from .memory import GIB, container_hint, format_memory_table, gib, knobs, read_memory, uses_sudo, write_knobs
 from .processes import DEFAULT_MIN_AGE_SECONDS, IDLE_LOOK_SECONDS, end_processes, find_candidates, format_candidates
-from ..prompts import Prompter, Question
+from ..prompts import Prompter, Question, flag_type, parse_number_in
 
 DEFAULT_TOP = 10
 
@@ -30,20 +30,6 @@ class PurgeOptions:
     min_age_minutes: float = DEFAULT_MIN_AGE_SECONDS / 60  # only processes at least this old are offered
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _minutes(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Free host memory before or after an ImageNet build: report memory, sync and drop the page cache "
@@ -58,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout (the text goes to stderr)")
     parser.add_argument("--force", action="store_true", help="run even though this looks like a container")
     parser.add_argument("--compact", action="store_true", help="also compact memory (/proc/sys/vm/compact_memory)")
-    parser.add_argument("--top", type=_count, default=DEFAULT_TOP, metavar="N",
+    parser.add_argument("--top", type=flag_type(parse_number_in(0)), default=DEFAULT_TOP, metavar="N",
                         help=f"list the N largest leftover processes (default {DEFAULT_TOP})")
     parser.add_argument("--match", metavar="TEXT",
                         help="list your idle processes whose command line contains TEXT, "
                         "instead of python/TensorFlow ones")
-    parser.add_argument("--min_age", type=_minutes, default=DEFAULT_MIN_AGE_SECONDS / 60, metavar="MINUTES",
+    parser.add_argument("--min_age", type=flag_type(parse_number_in(0, whole=False)), default=DEFAULT_MIN_AGE_SECONDS / 60, metavar="MINUTES",
                         help="offer only processes started at least MINUTES ago "
                         f"(default {DEFAULT_MIN_AGE_SECONDS / 60:g}) that, with every process below them or in "
                         f"their process group, use no CPU during a {IDLE_LOOK_SECONDS:g} s look")

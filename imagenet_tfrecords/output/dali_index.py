@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from ..storage.atomic import write_atomically
+from ..storage.atomic import make_directory, write_atomically
 from ..errors import UserError
 from .records import RECORD_OVERHEAD, dali_index_line, masked_crc32c
 from .shard import index_path
@@ -120,10 +120,7 @@ def write_index_command(shard_dir: Path, index_dir: Path | None = None) -> int:
     if not shards:
         raise UserError(f"{shard_dir}: no shard files (NAME-00000-of-00010) to index")
     index_dir = Path(index_dir) if index_dir is not None else shard_dir / "idx"
-    try:
-        index_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{index_dir}: cannot create the directory ({exc.strerror})") from None
+    make_directory(index_dir)
     failed = 0
     for shard in shards:
         try:

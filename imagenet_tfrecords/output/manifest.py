@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from ..storage.atomic import final_name, fsync_directory
+from ..storage.atomic import final_name, fsync_directory, make_directory
 from ..errors import UserError
 from ..plan.shards import ShardSpec
 from .shard import BUCKET_JOURNAL, BadImage, ShardResult
@@ -71,10 +71,7 @@ def claim_directories(directories: list[Path | str]) -> Iterator[None]:
             if path is None:
                 Bucket(str(directory)).check_writable()
                 continue
-            try:
-                path.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"{path}: cannot create the directory ({exc.strerror})") from None
+            make_directory(path)
             if path.resolve() not in locked:
                 stack.enter_context(exclusive_lock(path))
                 locked.add(path.resolve())

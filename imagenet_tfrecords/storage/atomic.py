@@ -28,6 +28,14 @@ def final_name(name: str) -> str | None:
     return match["final"] if match else None
 
 
+def make_directory(path: Path, what: str = "the directory", hint: str = "") -> None:
+    """Create `path` (and its parents) if missing; an OSError becomes one line naming it, with `hint` after."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot create {what} ({exc.strerror}){hint}") from None
+
+
 def fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:

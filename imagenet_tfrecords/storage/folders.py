@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
-from .atomic import write_atomically
+from .atomic import make_directory, write_atomically
 from .urls import filesystem, local_path, store_errors
 
 class Bucket:
@@ -149,10 +149,7 @@ class LocalFolder:
         return (self.path / name).read_bytes()
 
     def write(self, name: str, data: bytes | str, what: str) -> None:
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"{self.path}: cannot create the directory ({exc.strerror})") from None
+        make_directory(self.path)
         write_atomically(self.path / name, data, what)
 
     def remove(self, names: list[str]) -> None:
