@@ -13,28 +13,28 @@ from pathlib import Path
 from .. import __version__
 from ..inputs.labels import ClassTable
 from .manifest import DATASET_INFO_NAME
+from .schema import RECORD_SCHEMA
 from ..storage.folders import folder
 
 FORMAT_VERSION = 1
 
-# key: (dtype, shape, what it holds). Shape [] is one value per record (tf.io.FixedLenFeature([], dtype));
-# [None] is a list of any length, one entry per bounding box (tf.io.VarLenFeature(dtype)).
-FEATURES: dict[str, tuple[str, list[int | None], str]] = {
-    "image/encoded": ("string", [], "the image, an RGB JPEG"),
-    "image/format": ("string", [], "always JPEG"),
-    "image/filename": ("string", [], "the source file's name, as the file system gives it"),
-    "image/height": ("int64", [], "height of the stored JPEG in pixels"),
-    "image/width": ("int64", [], "width of the stored JPEG in pixels"),
-    "image/channels": ("int64", [], "always 3"),
-    "image/colorspace": ("string", [], "always RGB"),
-    "image/class/label": ("int64", [], "the class, numbered by label_offset"),
-    "image/class/synset": ("string", [], "the class's WordNet ID, e.g. n01440764"),
-    "image/class/text": ("string", [], "the class's human-readable name"),
-    "image/object/bbox/xmin": ("float32", [None], "box left edges, relative to the width (0..1)"),
-    "image/object/bbox/ymin": ("float32", [None], "box top edges, relative to the height (0..1)"),
-    "image/object/bbox/xmax": ("float32", [None], "box right edges, relative to the width (0..1)"),
-    "image/object/bbox/ymax": ("float32", [None], "box bottom edges, relative to the height (0..1)"),
-    "image/object/bbox/label": ("int64", [None], "each box's class, the same as image/class/label"),
+# What each key holds, in the order dataset_info.json lists them; its dtype and shape come from the schema.
+FEATURE_DESCRIPTIONS = {
+    "image/encoded": "the image, an RGB JPEG",
+    "image/format": "always JPEG",
+    "image/filename": "the source file's name, as the file system gives it",
+    "image/height": "height of the stored JPEG in pixels",
+    "image/width": "width of the stored JPEG in pixels",
+    "image/channels": "always 3",
+    "image/colorspace": "always RGB",
+    "image/class/label": "the class, numbered by label_offset",
+    "image/class/synset": "the class's WordNet ID, e.g. n01440764",
+    "image/class/text": "the class's human-readable name",
+    "image/object/bbox/xmin": "box left edges, relative to the width (0..1)",
+    "image/object/bbox/ymin": "box top edges, relative to the height (0..1)",
+    "image/object/bbox/xmax": "box right edges, relative to the width (0..1)",
+    "image/object/bbox/ymax": "box bottom edges, relative to the height (0..1)",
+    "image/object/bbox/label": "each box's class, the same as image/class/label",
 }
 
 LABEL_CONVENTIONS = {
@@ -74,8 +74,8 @@ def dataset_info(manifest: dict, classes: ClassTable) -> dict:
         "version": __version__,
         "format_version": FORMAT_VERSION,
         "file_format": "tfrecord",
-        "features": {key: {"dtype": dtype, "shape": shape, "description": text}
-                     for key, (dtype, shape, text) in FEATURES.items()},
+        "features": {key: {"dtype": RECORD_SCHEMA[key].dtype, "shape": RECORD_SCHEMA[key].shape, "description": text}
+                     for key, text in FEATURE_DESCRIPTIONS.items()},
         "num_classes": len(classes.wnids),
         "label_offset": offset,
         "label_range": [offset, offset + len(classes.wnids) - 1],

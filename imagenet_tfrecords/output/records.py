@@ -9,7 +9,8 @@ import google_crc32c
 
 from ..images.prepare import StoredImage
 from ..plan.shards import ShardItem
-from ..proto.imgrec_example_pb2 import Example, Feature
+from ..proto.imgrec_example_pb2 import Example
+from .schema import BOX_COORDINATES, BOX_LABEL, RECORD_SCHEMA
 
 _CRC_MASK_DELTA = 0xA282EAD8  # tsl/lib/hash/crc32c.h kMaskDelta
 RECORD_OVERHEAD = 16  # u64 length + u32 length CRC + u32 data CRC (tensorflow record_writer.cc)
@@ -33,29 +34,28 @@ def dali_index_line(offset: int, record_size: int) -> str:
     return f"{offset} {record_size}\n"
 
 
-def _bytes(feature: Feature, value: str | bytes) -> None:
-    feature.bytes_list.value.append(value.encode() if isinstance(value, str) else value)
+def _varying_values(item: ShardItem, image: StoredImage) -> dict[str, list]:
+    """Each key's values for this image, except the schema's constants."""
+    return {
+        "image/height": [image.height],
+        "image/width": [image.width],
+        "image/class/label": [item.label],
+        "image/class/synset": [item.synset.encode()],
+        "image/class/text": [item.text.encode()],
+        **{key: [box[column] for box in image.boxes] for column, key in enumerate(BOX_COORDINATES)},
+        BOX_LABEL: [item.label] * len(image.boxes),
+        "image/filename": [os.fsencode(item.filename)],  # a name that is not UTF-8 keeps its bytes
+        "image/encoded": [image.encoded],
+    }
 
 
 def build_example(item: ShardItem, image: StoredImage) -> bytes:
     """The Inception-schema Example for one image, serialized deterministically."""
+    values = _varying_values(item, image)
     example = Example()
     feature = example.features.feature
-    feature["image/height"].int64_list.value.append(image.height)
-    feature["image/width"].int64_list.value.append(image.width)
-    _bytes(feature["image/colorspace"], "RGB")
-    feature["image/channels"].int64_list.value.append(3)
-    feature["image/class/label"].int64_list.value.append(item.label)
-    _bytes(feature["image/class/synset"], item.synset)
-    _bytes(feature["image/class/text"], item.text)
-    for axis, column in (("xmin", 0), ("ymin", 1), ("xmax", 2), ("ymax", 3)):
-        floats = feature[f"image/object/bbox/{axis}"].float_list
-        floats.SetInParent()  # an empty list is still a float_list, as in the Inception writer
-        floats.value.extend(box[column] for box in image.boxes)
-    box_labels = feature["image/object/bbox/label"].int64_list
-    box_labels.SetInParent()
-    box_labels.value.extend([item.label] * len(image.boxes))
-    _bytes(feature["image/format"], "JPEG")
-    _bytes(feature["image/filename"], os.fsencode(item.filename))  # a name that is not UTF-8 keeps its bytes
-    _bytes(feature["image/encoded"], image.encoded)
+    for key, field in RECORD_SCHEMA.items():
+        typed = getattr(feature[key], field.list_kind)
+        typed.SetInParent()  # an empty list is still a typed list, as in the Inception writer
+        typed.value.extend(values[key] if field.constant is None else [field.constant])
     return example.SerializeToString(deterministic=True)
