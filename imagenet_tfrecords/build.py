@@ -1,4 +1,5 @@
-"""Orchestrate a build: scan the splits, plan them, skip finished shards, run the engine, report."""
+"""Orchestrate a build: get each split's images from inputs, plan them, skip finished shards, run the engine,
+report."""
 
 from __future__ import annotations
 
@@ -11,32 +12,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .inputs import kaggle
-from .inputs.devkit import LabelSource, check_agreement, load_devkit_labels, merged_labels
 from .engines.local import run_local
-from .errors import UserError, printable
+from .errors import UserError
 from .images.prepare import ImageOptions
+from .inputs.folders import Ignored
 from .inputs.labels import (
     DEFAULT_LABELS_FILE,
     DEFAULT_METADATA_FILE,
     DEFAULT_VALIDATION_LABELS_FILE,
     Box,
     ClassTable,
-    load_bounding_boxes,
     load_class_table,
-    load_validation_labels,
 )
+from .inputs.splits import load_boxes, split_images
 from .output.dataset_info import write_dataset_info
 from .output.manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, read_manifest, remove_stale_temporaries
+from .output.shard import BadImage, ShardResult
+from .plan.shard_count import fitted_shard_count
 from .plan.shards import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
-from .plan.shard_count import fitted_shard_count
-from .output.shard import BadImage, ShardResult
-from .inputs.buckets import scan_bucket_split
 from .storage.folders import Folder, folder
-from .storage.urls import is_url, join, local_path
-from .inputs.folders import Ignored, SplitImages, scan_flat_validation, scan_split, warn_ignored
-from .inputs.tars import INDEX_DIR, index_tar, load_bounding_box_tar
+from .storage.urls import local_path
 
 log = logging.getLogger(__name__)
 
@@ -105,43 +101,6 @@ class SplitSummary:
     ignored: Ignored = Ignored()  # what the scan found beside the images and did not take
 
 
-def _validation_sources(config: BuildConfig, kaggle_root: Path | None) -> list[LabelSource]:
-    """Every source of validation labels at hand, most authoritative first; they must agree."""
-    sources = [load_devkit_labels(config.devkit)] if config.devkit is not None else []
-    solution = kaggle.load_validation_solution(kaggle_root) if kaggle_root is not None else None
-    sources += [solution] if solution is not None else []
-    shipped = load_validation_labels(config.validation_labels_file)
-    return sources + [LabelSource(str(config.validation_labels_file), shipped)]
-
-
-def _tar_index_cache(config: BuildConfig) -> Folder:
-    """Where the tars' indexes are kept: in the output, so a resumed build (on any machine) reuses them."""
-    return folder(join(config.output_dir, INDEX_DIR))
-
-
-def _scan_train_tar(tar: Path, config: BuildConfig, classes: ClassTable) -> SplitImages:
-    index = index_tar(tar, _tar_index_cache(config), nested=True)
-    lookup = classes.index_of()
-    labels = []
-    for name in index.names:
-        wnid = name.split("/", 1)[0]
-        if wnid not in lookup:
-            raise UserError(f"{printable(index.path)}[{wnid}.tar]: not a synset of the labels file; "
-                            "pass a --labels_file that lists it (ImageNet-21k: --labels_file imagenet21k)")
-        labels.append(lookup[wnid])
-    return SplitImages(index.path, index.names, np.asarray(labels, dtype=np.int32), index.members,
-                       Ignored.of(index.ignored, index.path, True))
-
-
-def _scan_validation_tar(tar: Path, config: BuildConfig, classes: ClassTable, wnids: list[str]) -> SplitImages:
-    index = index_tar(tar, _tar_index_cache(config), nested=False)
-    if not index.names:
-        raise UserError(f"{printable(index.path)}: the validation tar has no images; "
-                        "pass ILSVRC2012_img_val.tar as --validation_tar")
-    return scan_flat_validation(index.path, classes, index.names, wnids, index.members,
-                                Ignored.of(index.ignored, index.path, True))
-
-
 def _recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
     """The shard count of each split an earlier build planned in `output_dir` (none: a new directory)."""
     try:
@@ -151,55 +110,15 @@ def _recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
     return {split: info["shards"] for split, info in splits.items()}
 
 
-def _kaggle_root_above(split_dir: Path | str | None) -> Path | None:
-    return None if split_dir is None or is_url(split_dir) else kaggle.find_root(split_dir)
-
-
-def _scan_and_plan(config: BuildConfig, classes: ClassTable, recorded: dict[str, int]) -> list[SplitPlan]:
-    """Scan and plan every requested split. Without a shard flag, a split already in the output
-    directory keeps its count (so it resumes), and a new one gets a count fitted to its images."""
-    train_dir, validation_dir = config.train_dir, config.validation_dir
-    if config.kaggle_root is not None:
-        kaggle_train, kaggle_validation = kaggle.split_dirs(config.kaggle_root)
-        train_dir = train_dir or (kaggle_train if config.train_tar is None else None)
-        validation_dir = validation_dir or (kaggle_validation if config.validation_tar is None else None)
-    kaggle_root = config.kaggle_root or _kaggle_root_above(validation_dir) or _kaggle_root_above(train_dir)
-    if kaggle_root is not None:
-        kaggle.check_synset_mapping(kaggle_root, classes.wnids)
-    requested = [
-        ("validation", validation_dir, config.validation_tar, config.validation_shards),  # validation first, as the original scripts
-        ("train", train_dir, config.train_tar, config.train_shards),
-    ]
-    requested = [entry for entry in requested if entry[1] is not None or entry[2] is not None]
-    if not requested:
-        raise UserError("nothing to build: pass --train_directory and/or --validation_directory, the tars "
-                        "(--train_tar, --validation_tar), --kaggle_root DIR or --sample DIR")
+def _plan_splits(config: BuildConfig, classes: ClassTable, recorded: dict[str, int]) -> list[SplitPlan]:
+    """Plan every requested split. Without a shard flag, a split already in the output directory keeps
+    its count (so it resumes), and a new one gets a count fitted to its images."""
+    flags = {"train": config.train_shards, "validation": config.validation_shards}
     plans = []
-    for split, root, tar, shards in requested:
-        sources = _validation_sources(config, kaggle_root) if split == "validation" else []
-        validation_wnids = merged_labels(sources) if split == "validation" else None
-        if tar is None and is_url(root):
-            images = scan_bucket_split(split, root, classes, validation_wnids)
-        elif tar is None:
-            images = scan_split(split, Path(root), classes, validation_wnids)
-        elif split == "train":
-            images = _scan_train_tar(tar, config, classes)
-        else:
-            images = _scan_validation_tar(tar, config, classes, validation_wnids)
-        warn_ignored(split, images)
-        check_agreement(sources, images)
-        present = images.classes_present(len(classes.wnids))
-        if present < len(classes.wnids):
-            log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))
-        num_shards = shards or recorded.get(split) or fitted_shard_count(split, len(images))
+    for split, images in split_images(config, classes):
+        num_shards = flags[split] or recorded.get(split) or fitted_shard_count(split, len(images))
         plans.append(plan_split(split, images, num_shards))
     return plans
-
-
-def _load_boxes(config: BuildConfig, classes: ClassTable) -> dict[str, list[Box]]:
-    if config.bbox_tar is not None:
-        return load_bounding_box_tar(config.bbox_tar, _tar_index_cache(config), frozenset(classes.wnids))
-    return load_bounding_boxes(config.bounding_box_file) if config.bounding_box_file else {}
 
 
 def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -> Iterator[ShardResult]:
@@ -288,8 +207,8 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
     output_dir = config.output_dir
     directories = [output_dir] + ([config.index_dir] if config.index_dir is not None else [])
     with claim_directories(directories):  # before the scan: it may keep tar indexes in the output directory
-        boxes = _load_boxes(config, classes)
-        plans = _scan_and_plan(config, classes, _recorded_shard_counts(output_dir))
+        boxes = load_boxes(config, classes)
+        plans = _plan_splits(config, classes, _recorded_shard_counts(output_dir))
         with Manifest.open(output_dir, config.manifest_options(), OPTION_FLAGS) as manifest:
             _check_shard_counts(plans, manifest)
             manifest.record_index_directory(config.index_dir)

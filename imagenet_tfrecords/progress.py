@@ -1,10 +1,12 @@
-"""Progress of one split: a bar on a terminal, periodic log lines otherwise."""
+"""Progress on a terminal: a bar per split of a build (periodic log lines otherwise), and byte bars (bytes/s, ETA)
+for downloads, hashing and unpacking."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -46,3 +48,22 @@ def _format_seconds(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def byte_bar(description: str, total: int | None, initial: int = 0) -> tqdm:
+    """A bar in bytes with rate and ETA; silent when stderr is not a terminal (the log says what happened)."""
+    return tqdm(total=total, initial=initial, desc=description, unit="B", unit_scale=True, unit_divisor=1024,
+                dynamic_ncols=True, disable=not sys.stderr.isatty())
+
+
+class CountingReader:
+    """A read-only file wrapper that advances a bar by the bytes read (tarfile reads archives through it)."""
+
+    def __init__(self, raw: BinaryIO, bar: tqdm) -> None:
+        self.raw = raw
+        self.bar = bar
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.bar.update(len(data))
+        return data

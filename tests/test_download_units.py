@@ -16,7 +16,7 @@ from imagenet_tfrecords.download.fetch import check_base_url
 from imagenet_tfrecords.download.pipeline import (KEEP_ARCHIVES, KEEP_BOTH, KEEP_EXTRACTED, ArchiveTask, DownloadConfig,
                                                   ensure_plan_fits, space_needed)
 from imagenet_tfrecords.download.space import GIB, ensure_free_space, free_bytes, size_text
-from imagenet_tfrecords.download.unpack import safe_path
+from imagenet_tfrecords.inputs.tar_members import safe_path
 from imagenet_tfrecords.errors import UserError
 from imagenet_tfrecords.inputs.labels import load_bounding_boxes
 

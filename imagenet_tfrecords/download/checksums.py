@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from .progress import byte_bar
+from ..progress import byte_bar
 
 MD5SUM_LINE = re.compile(r"([0-9a-fA-F]{32}) [ *](.+)")
 CHUNK_BYTES = 1 << 20

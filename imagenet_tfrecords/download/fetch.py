@@ -23,7 +23,7 @@ from ..errors import UserError
 from .archives import Archive, looks_like_html
 from .checksums import md5_of_file
 from .credentials import SECRET_ENV, USER_ENV, Credentials
-from .progress import byte_bar
+from ..progress import byte_bar
 from .space import ensure_free_space
 
 log = logging.getLogger(__name__)

@@ -5,17 +5,27 @@ are swapped when inverted, then clamped to [0, 1]; a box with xmin >= xmax or ym
 dropped; with a synset list, files of unlisted synsets are skipped, and so are boxes whose `<name>`
 is a different listed synset (non-wnid names such as 'Scottish_deerhound' are kept); the image
 name comes from the XML file name (the `<filename>` tag sometimes holds '%s').
+The bbox tar is read as a stream, never unpacked, both by the downloader and by a build given --bbox_tar.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
+import tarfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 from ..storage.atomic import write_atomically
 from .labels import Box
+from .tar_members import safe_path
+
+log = logging.getLogger(__name__)
+
+BOUNDING_BOX_CSV = "bounding_boxes.csv"
 
 
 def image_name(xml_path: str) -> str:
@@ -71,3 +81,29 @@ def write_bounding_box_csv(path: os.PathLike, rows: Iterable[tuple[str, Box]]) -
     lines = sorted(csv_line(image, box) for image, box in rows)
     write_atomically(path, "".join(line + "\n" for line in lines), "the bounding box CSV")
     return len(lines)
+
+
+def convert_bounding_boxes(stream: AbstractContextManager[tarfile.TarFile], label: str, target: Path,
+                           synsets: frozenset[str]) -> None:
+    """The XML annotations of the bbox tar (`stream`, opened here and read front to back; `label` names it),
+    those of `synsets`, -> `target`/bounding_boxes.csv."""
+    rows, files, annotated = [], 0, 0
+    with stream as tar:
+        for member in tar:
+            relative = safe_path(member, label)
+            if relative is None or relative.suffix != ".xml":
+                continue
+            wnid = relative.parent.name or relative.name.split("_")[0]
+            if wnid not in synsets:
+                continue
+            files += 1
+            try:
+                boxes = boxes_from_xml(tar.extractfile(member).read(), wnid, synsets)
+            except ValueError as problem:
+                log.warning("%s: skipped %s (%s)", label, member.name, problem)
+                continue
+            annotated += bool(boxes)
+            rows.extend((image_name(relative.name), box) for box in boxes)
+    written = write_bounding_box_csv(target / BOUNDING_BOX_CSV, rows)
+    log.info("%s: %d boxes of %d annotated images (%d XML files) in %s",
+             label, written, annotated, files, target / BOUNDING_BOX_CSV)

@@ -1,4 +1,4 @@
-"""Validation labels from the ILSVRC-2012 devkit, and checking label sources against each other.
+"""Validation labels from the ILSVRC-2012 devkit.
 
 The devkit's ground truth gives each validation image an ILSVRC2012_ID, which is not the
 sorted-wnid index (imagenet-facts.md §1.3): `data/meta.mat` maps the IDs of the 1000 leaf
@@ -10,23 +10,15 @@ from __future__ import annotations
 import io
 import tarfile
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
 from ..optional import require
-from .folders import FLAT_VALIDATION_NAME, SplitImages, cannot_read
+from .folders import cannot_read
+from .validation_labels import LabelSource
 
 META_MAT = "data/meta.mat"
 GROUND_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    """One source of validation labels: item i is the wnid of ILSVRC2012_val_{i+1:08d}.JPEG ('' if unknown)."""
-
-    name: str  # how a message names it: a path
-    wnids: list[str]
 
 
 def _devkit_files(path: Path) -> dict[str, bytes]:
@@ -79,31 +71,3 @@ def load_devkit_labels(path: Path) -> LabelSource:
             raise UserError(f"{path}[{GROUND_TRUTH}]:{number}: {line!r} is not the ILSVRC2012_ID of a leaf synset of meta.mat")
         wnids.append(by_id[int(line)])
     return LabelSource(str(path), wnids)
-
-
-def merged_labels(sources: list[LabelSource]) -> list[str]:
-    """Each image's label from the first source that has one."""
-    length = max((len(s.wnids) for s in sources), default=0)
-    return [next((s.wnids[i] for s in sources if i < len(s.wnids) and s.wnids[i]), "") for i in range(length)]
-
-
-def check_agreement(sources: list[LabelSource], images: SplitImages) -> None:
-    """Every source that labels a validation image of `images` gives it the same wnid, and so does its class
-    folder when it lies in one (`<wnid>/ILSVRC2012_val_NNNNNNNN.JPEG`, as download_imagenet.py writes it)."""
-    if not sources:
-        return
-    for name in images.names:
-        folder, _, file = name.rpartition("/")
-        match = FLAT_VALIDATION_NAME.fullmatch(file)
-        if not match:
-            continue
-        i = int(match.group(1)) - 1
-        labelled = [(s.name, s.wnids[i]) for s in sources if i < len(s.wnids) and s.wnids[i]]
-        for source, wnid in labelled[1:]:
-            if wnid != labelled[0][1]:
-                raise UserError(f"{images.where(name)}: {labelled[0][0]} says {labelled[0][1]} but {source} says {wnid}; "
-                                "the validation labels disagree, pass the matching devkit or --validation_labels_file")
-        if folder and labelled and labelled[0][1] != folder:
-            raise UserError(f"{images.where(name)}: lies in class folder {folder} but {labelled[0][0]} says "
-                            f"{labelled[0][1]}; move it to the {labelled[0][1]} folder, or pass the "
-                            "--validation_labels_file (or --devkit) that matches the folders")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 from array import array
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -18,12 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError, printable
+from .ilsvrc_names import FLAT_VALIDATION_NAME
 from .labels import ClassTable
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".jpeg", ".jpg", ".jpe", ".png"})
-FLAT_VALIDATION_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
 
 
 def where(root: Path | str, name: str, in_archive: bool) -> str:

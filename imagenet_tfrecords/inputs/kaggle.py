@@ -12,10 +12,12 @@ import csv
 import logging
 from pathlib import Path
 
-from .devkit import LabelSource
 from ..errors import UserError
+from ..storage.urls import is_url
+from .folders import resolve
+from .ilsvrc_names import FLAT_VALIDATION_NAME
 from .labels import read_text
-from .folders import FLAT_VALIDATION_NAME, resolve
+from .validation_labels import LabelSource
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,9 @@ def split_dirs(root: Path) -> tuple[Path | None, Path | None]:
     return (train if train.is_dir() else None), (val if val.is_dir() else None)
 
 
-def find_root(split_dir: Path | None) -> Path | None:
-    """The Kaggle root above `<root>/ILSVRC/Data/CLS-LOC/<split>`, when `split_dir` is such a folder."""
-    if split_dir is None:
+def find_root(split_dir: Path | str | None) -> Path | None:
+    """The Kaggle root above `<root>/ILSVRC/Data/CLS-LOC/<split>`, when `split_dir` is such a folder (not a URL)."""
+    if split_dir is None or is_url(split_dir):
         return None
     path = resolve(split_dir)
     if len(path.parents) > 3 and path.parent.relative_to(path.parents[3]) == DATA_DIR:

@@ -1,4 +1,4 @@
-"""The ILSVRC tarballs read in place: member indexes of the image tars, boxes from the bbox tar.
+"""The ILSVRC tarballs read in place: the image tars as the train and validation splits, boxes from the bbox tar.
 
 An uncompressed tar is 512-byte headers, each followed by its member's data padded to 512 bytes,
 so an index reads the headers only and seeks past the data. The train tar holds one `<wnid>.tar`
@@ -19,7 +19,6 @@ import hashlib
 import io
 import logging
 import os
-import re
 import tarfile
 import tempfile
 import zlib
@@ -30,12 +29,14 @@ from typing import IO
 
 import numpy as np
 
-from ..download.unpack import BOUNDING_BOX_CSV, UnpackOptions, convert_bounding_boxes, safe_path
 from ..errors import UserError, printable
-from .labels import Box, load_bounding_boxes
-from .folders import cannot_read, is_image_name, resolve, where
-from ..storage.folders import Folder, LocalFolder
-from ..storage.urls import is_url, open_url, stamp_of
+from ..storage.folders import Folder, LocalFolder, folder
+from ..storage.urls import is_url, join, open_url, stamp_of
+from .bounding_boxes import BOUNDING_BOX_CSV, convert_bounding_boxes
+from .folders import Ignored, SplitImages, cannot_read, is_image_name, resolve, scan_flat_validation, where
+from .ilsvrc_names import CLASS_ARCHIVE
+from .labels import Box, ClassTable, load_bounding_boxes
+from .tar_members import safe_path, stream_tar
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ INDEX_DIR = ".tar_index"
 INDEX_VERSION = 2  # 2: names kept as bytes with their lengths, and the entries not taken
 HEADER_BLOCK_BYTES = 64 << 10  # a tar in a bucket: one ranged read of 64 KiB per member, about
 INDEX_THREADS = 32  # a tar of class tars in a bucket: this many class tars indexed at once
-CLASS_ARCHIVE = re.compile(r"(n\d{8})\.tar")
 END_OF_ARCHIVE = bytes(tarfile.BLOCKSIZE)
 
 
@@ -252,6 +252,36 @@ def index_tar(path: Path | str, cache: Folder, nested: bool) -> TarIndex:
     return TarIndex(path, names, members, ignored)
 
 
+def index_cache(output_dir: Path | str) -> Folder:
+    """Where the tars' indexes are kept: in the output, so a resumed build (on any machine) reuses them."""
+    return folder(join(output_dir, INDEX_DIR))
+
+
+def scan_train_tar(tar: Path, cache: Folder, classes: ClassTable) -> SplitImages:
+    """The train split read in place from the tar of `<wnid>.tar` class archives."""
+    index = index_tar(tar, cache, nested=True)
+    lookup = classes.index_of()
+    labels = []
+    for name in index.names:
+        wnid = name.split("/", 1)[0]
+        if wnid not in lookup:
+            raise UserError(f"{printable(index.path)}[{wnid}.tar]: not a synset of the labels file; "
+                            "pass a --labels_file that lists it (ImageNet-21k: --labels_file imagenet21k)")
+        labels.append(lookup[wnid])
+    return SplitImages(index.path, index.names, np.asarray(labels, dtype=np.int32), index.members,
+                       Ignored.of(index.ignored, index.path, True))
+
+
+def scan_validation_tar(tar: Path, cache: Folder, classes: ClassTable, wnids: list[str]) -> SplitImages:
+    """The validation split read in place from the flat tar, labelled by `wnids` (line i: image i + 1)."""
+    index = index_tar(tar, cache, nested=False)
+    if not index.names:
+        raise UserError(f"{printable(index.path)}: the validation tar has no images; "
+                        "pass ILSVRC2012_img_val.tar as --validation_tar")
+    return scan_flat_validation(index.path, classes, index.names, wnids, index.members,
+                                Ignored.of(index.ignored, index.path, True))
+
+
 def load_bounding_box_tar(path: Path, cache: Folder, synsets: frozenset[str]) -> dict[str, list[Box]]:
     """Boxes straight from the bbox tar's XML, by the same code and rules (and rounding) as the CSV."""
     path = resolve(path)
@@ -262,7 +292,7 @@ def load_bounding_box_tar(path: Path, cache: Folder, synsets: frozenset[str]) ->
     if name not in cache.sizes():
         with tempfile.TemporaryDirectory(prefix="imagenet-tfrecords-") as work:
             try:
-                convert_bounding_boxes(path, Path(work), UnpackOptions(False, (), Path(), synsets))
+                convert_bounding_boxes(stream_tar(path), path.name, Path(work), synsets)
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 raise _damaged(str(path), f"not a readable tar.gz ({exc})") from None
             _replace_cache(cache, name, path, (Path(work) / BOUNDING_BOX_CSV).read_bytes())

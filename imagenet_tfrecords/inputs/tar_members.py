@@ -1,0 +1,46 @@
+"""Tar members taken only when safe: a regular file or folder under a relative name.
+
+Links, devices, absolute names and `..` are refused (path traversal), both where a tar is read in
+place and where one is unpacked, so nothing is read or written outside it.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from ..errors import UserError
+from ..progress import CountingReader, byte_bar
+
+
+def _refuse(label: str, member: tarfile.TarInfo, why: str) -> UserError:
+    return UserError(f"{label}: refusing member {member.name!r} ({why}); "
+                     "this is not a genuine ILSVRC-2012 archive, delete it and get it again")
+
+
+def safe_path(member: tarfile.TarInfo, label: str) -> PurePosixPath | None:
+    """The member's relative path, None for a folder; a UserError for links, devices, absolute or `..` names."""
+    if member.issym() or member.islnk():
+        raise _refuse(label, member, f"a link to {member.linkname!r}")
+    if not (member.isfile() or member.isdir()):
+        raise _refuse(label, member, "a device, FIFO or other special file")
+    name = member.name.replace("\\", "/")
+    path = PurePosixPath(name)
+    if path.is_absolute() or re.match(r"[A-Za-z]:", name):
+        raise _refuse(label, member, "an absolute path")
+    if ".." in path.parts:
+        raise _refuse(label, member, "a path leaving the target with '..'")
+    if member.isdir() or not path.parts:
+        return None
+    return path
+
+
+@contextmanager
+def stream_tar(path: Path) -> Iterator[tarfile.TarFile]:
+    """Read a tar (or tar.gz) front to back, with a progress bar over the archive's bytes."""
+    with open(path, "rb") as raw, byte_bar(f"unpack {path.name}", path.stat().st_size) as bar:
+        with tarfile.open(fileobj=CountingReader(raw, bar), mode="r|*") as tar:
+            yield tar
