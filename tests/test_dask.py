@@ -210,7 +210,8 @@ def test_interrupted_build_cancels_its_tasks(sample, tmp_path: Path) -> None:
         assert _build_tasks(cluster.address) == 0
     assert build.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert "cancelling the build's 4 shard(s) in flight on the Dask cluster" in stderr
+    # Up to 4 in flight (2 threads x 2), fewer when the signal falls between shards ending and the next ones starting.
+    assert re.search(r"cancelling the build's [1-4] shard\(s\) in flight on the Dask cluster", stderr), stderr
     assert len([name for name in shard_digests(output) if name.startswith("train")]) < 10
     assert temporaries(output) == []
 
