@@ -15,15 +15,9 @@ import numpy as np
 from .engines.local import run_local
 from .errors import UserError
 from .images.prepare import ImageOptions
-from .inputs.folders import Ignored
-from .inputs.labels import (
-    DEFAULT_LABELS_FILE,
-    DEFAULT_METADATA_FILE,
-    DEFAULT_VALIDATION_LABELS_FILE,
-    Box,
-    ClassTable,
-    load_class_table,
-)
+from .inputs.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE, Box, ClassTable,
+                            load_class_table)
+from .inputs.split_images import Ignored
 from .inputs.splits import load_boxes, split_images
 from .output.dataset_info import write_dataset_info
 from .output.manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, read_manifest, remove_stale_temporaries

@@ -13,12 +13,13 @@ from typing import TypeVar
 
 from . import cli
 from .download.archives import BUILTIN_ARCHIVES
-from .errors import UserError, run_command
-from .images.prepare import ResizeMode, ResizeQuality
-from .host.memory import GIB, MIB, gib, read_memory
 from .engines.pool import available_cpus
-from .prompts import Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory, parse_number_in
+from .errors import UserError, run_command
+from .host.memory import GIB, MIB, gib, read_memory
 from .host.purge import PurgeOptions, purge
+from .images.prepare import ResizeMode, ResizeQuality
+from .prompts import (Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory,
+                      parse_number_in)
 
 DATA_DIR_ENV = "IMAGENET_DATA_DIR"
 OUTPUT_DIR_ENV = "PROTO_OUT_DIR"

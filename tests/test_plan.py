@@ -12,7 +12,7 @@ from imagenet_tfrecords.errors import UserError
 from imagenet_tfrecords.images.prepare import ImageOptions
 from imagenet_tfrecords.inputs.labels import ClassTable
 from imagenet_tfrecords.plan.shards import plan_split, shard_bounds, shard_name, shuffle_order
-from imagenet_tfrecords.inputs.folders import SplitImages
+from imagenet_tfrecords.inputs.split_images import SplitImages
 
 WNIDS = tuple(f"n{i:08d}" for i in range(10))
 CLASSES = ClassTable(WNIDS, tuple(f"class {i}" for i in range(10)))

@@ -20,10 +20,10 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError as Urllib3Error, N
 from urllib3.util.retry import Retry
 
 from ..errors import UserError
+from ..progress import byte_bar
 from .archives import Archive, looks_like_html
 from .checksums import md5_of_file
 from .credentials import SECRET_ENV, USER_ENV, Credentials
-from ..progress import byte_bar
 from .space import ensure_free_space
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..optional import require
-from ..plan.shards import ShardSpec
 from ..output.shard import ShardResult, write_shard
+from ..plan.shards import ShardSpec
 from . import dask_probe
 from .dask_shipping import RESTART_TIMEOUT_SECONDS, prepare_cluster
 

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Iterator
 from functools import partial
 from operator import attrgetter
 
+from ..output.shard import ShardResult, write_shard
 from ..plan.shards import ShardSpec
 from .pool import map_unordered
-from ..output.shard import ShardResult, write_shard
 
 
 def run_local(specs: Iterable[ShardSpec], num_workers: int, skip_bad_images: bool) -> Iterator[ShardResult]:

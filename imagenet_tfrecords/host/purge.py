@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from ..errors import UserError, run_command
+from ..prompts import Prompter, Question, flag_type, parse_number_in
 from .memory import GIB, container_hint, format_memory_table, gib, knobs, read_memory, uses_sudo, write_knobs
 from .processes import DEFAULT_MIN_AGE_SECONDS, IDLE_LOOK_SECONDS, end_processes, find_candidates, format_candidates
-from ..prompts import Prompter, Question, flag_type, parse_number_in
 
 DEFAULT_TOP = 10
 

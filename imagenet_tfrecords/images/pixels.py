@@ -20,10 +20,10 @@ import numpy as np
 import simplejpeg
 from PIL import ExifTags, Image, ImageCms, ImageOps
 
-from .acceptance import size_problem
 from ..errors import BadImageError, UserError
-from .formats import JpegHeader
 from ..optional import require
+from .acceptance import size_problem
+from .formats import JpegHeader
 
 DCT_SCALES = (1, 2, 4, 8)  # the power-of-two reductions libjpeg does in the DCT
 Image.MAX_IMAGE_PIXELS = None  # one limit for every format: size_problem, checked before decoding

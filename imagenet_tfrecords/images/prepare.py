@@ -16,13 +16,12 @@ from dataclasses import asdict, dataclass, replace
 
 from PIL import ExifTags, Image
 
-from .acceptance import DEFAULT_MAX_PIXELS, jpeg_header_problem, stored_jpeg_problem
 from ..errors import BadImageError
-from .formats import JpegHeader, ends_cleanly, read_jpeg_header, sniff_format
 from ..inputs.labels import Box
+from .acceptance import DEFAULT_MAX_PIXELS, jpeg_header_problem, stored_jpeg_problem
+from .formats import JpegHeader, ends_cleanly, read_jpeg_header, sniff_format
 from .pixels import Decoding, dct_scale, decode_rgb, encode_jpeg
-from .resize import (RESAMPLERS, ResizeMode, ResizeQuality, crop_boxes, orient_boxes, plan_geometry, resample,
-                     swaps_axes)
+from .resize import RESAMPLERS, ResizeMode, ResizeQuality, crop_boxes, orient_boxes, plan_geometry, resample, swaps_axes
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Find the images of one split in a bucket: the same `<wnid>/` class tree or flat ILSVRC validation
-layout as `sources` reads on disk, from one recursive listing (no request per image).
+layout as `folders` reads on disk, from one recursive listing (no request per image).
 
 The listing gives each object's size and change marker, kept as the images' stamps, so that
 planning a split of 1.28 M objects costs a listing, not 1.28 M requests.
@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
-from .labels import ClassTable
-from .folders import Ignored, SplitImages, is_image_name, scan_flat_validation
 from ..storage.urls import filesystem, object_stamp, store_errors
+from .folders import scan_flat_validation
+from .labels import ClassTable
+from .split_images import Ignored, SplitImages, is_image_name
 
 
 def _listing(url: str) -> dict[str, dict]:

@@ -18,8 +18,9 @@ from ..storage.urls import is_url
 from . import kaggle
 from .buckets import scan_bucket_split
 from .devkit import load_devkit_labels
-from .folders import SplitImages, scan_split, warn_ignored
+from .folders import scan_split
 from .labels import Box, ClassTable, load_bounding_boxes, load_validation_labels
+from .split_images import SplitImages, warn_ignored
 from .tars import index_cache, load_bounding_box_tar, scan_train_tar, scan_validation_tar
 from .validation_labels import LabelSource, check_agreement, merged_labels
 

@@ -33,9 +33,10 @@ from ..errors import UserError, printable
 from ..storage.folders import Folder, LocalFolder, folder
 from ..storage.urls import is_url, join, open_url, stamp_of
 from .bounding_boxes import BOUNDING_BOX_CSV, convert_bounding_boxes
-from .folders import Ignored, SplitImages, cannot_read, is_image_name, resolve, scan_flat_validation, where
+from .folders import cannot_read, resolve, scan_flat_validation
 from .ilsvrc_names import CLASS_ARCHIVE
 from .labels import Box, ClassTable, load_bounding_boxes
+from .split_images import Ignored, SplitImages, is_image_name, where
 from .tar_members import safe_path, stream_tar
 
 log = logging.getLogger(__name__)

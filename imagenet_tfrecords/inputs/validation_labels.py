@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UserError
-from .folders import SplitImages
 from .ilsvrc_names import FLAT_VALIDATION_NAME
+from .split_images import SplitImages
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from ..storage.atomic import make_directory, write_atomically
 from ..errors import UserError
+from ..storage.atomic import make_directory, write_atomically
+from ..storage.urls import READ_BLOCK_BYTES, is_url, open_url
 from .records import RECORD_OVERHEAD, dali_index_line, masked_crc32c
 from .shard import index_path
-from ..storage.urls import READ_BLOCK_BYTES, is_url, open_url
 
 HEADER = struct.Struct("<QI")  # u64 length, u32 masked CRC of the length bytes (facts §7.1)
 FOOTER = struct.Struct("<I")  # u32 masked CRC of the payload

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from .. import __version__
 from ..inputs.labels import ClassTable
+from ..storage.folders import folder
 from .manifest import DATASET_INFO_NAME
 from .schema import RECORD_SCHEMA
-from ..storage.folders import folder
 
 FORMAT_VERSION = 1
 

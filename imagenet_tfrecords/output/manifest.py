@@ -23,12 +23,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from ..storage.atomic import final_name, fsync_directory, make_directory
 from ..errors import UserError
 from ..plan.shards import ShardSpec
-from .shard import BUCKET_JOURNAL, BadImage, ShardResult
+from ..storage.atomic import final_name, fsync_directory, make_directory
 from ..storage.folders import Bucket, Folder, folder
 from ..storage.urls import local_path
+from .shard import BUCKET_JOURNAL, BadImage, ShardResult
 
 log = logging.getLogger(__name__)
 

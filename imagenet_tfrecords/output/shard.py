@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..storage.atomic import atomic_file, write_atomically
 from ..errors import BadImageError, UserError
 from ..images.prepare import prepare_image
 from ..plan.shards import ShardItem, ShardSpec, Stamp, file_stamp
-from .records import build_example, dali_index_line, frame_record
+from ..storage.atomic import atomic_file, write_atomically
 from ..storage.folders import Bucket
 from ..storage.urls import filesystem, is_url, local_path, store_errors, store_problem
+from .records import build_example, dali_index_line, frame_record
 
 WRITE_BUFFER_BYTES = 8 << 20  # 8 MiB: few, large writes
 FETCH_BATCH = 32  # images from a bucket: fetched this many at a time, concurrently

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import UserError
 from ..images.prepare import ImageOptions
 from ..inputs.labels import Box, ClassTable
-from ..inputs.folders import SplitImages
+from ..inputs.split_images import SplitImages
 from ..storage.urls import stamp_of
 
 SHUFFLE_SEED = 12345  # the Inception build script's shuffle seed, kept for familiarity

@@ -12,6 +12,7 @@ from ..errors import UserError
 from .atomic import make_directory, write_atomically
 from .urls import filesystem, local_path, store_errors
 
+
 class Bucket:
     """A folder in an object store: `url` is `scheme://bucket/prefix`."""
 
