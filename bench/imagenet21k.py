@@ -8,7 +8,7 @@ blocks. A hard link shares its file with its own class only, as the scan require
 --entries (ascending: the tree grows in place) it runs, each in a child process whose peak RSS the
 kernel reports (wait4):
 
-- scan + plan: `sources.scan_split`, the fitted shard count and `plan.plan_split`, as a build runs them;
+- scan + plan: `inputs/folders.scan_split`, the fitted shard count and `plan/shards.plan_split`, as a build runs them;
   then, timed apart, one stat per file in plan order (what the resume check stats);
 - the manifest: every shard's spec and digest as the build makes them, a tiny shard file and DALI
   index for each, and `Manifest.record` per shard (a journal line, fsync'd) then the fold into

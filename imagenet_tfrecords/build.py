@@ -19,13 +19,14 @@ from .inputs.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_
                             load_class_table)
 from .inputs.split_images import Ignored
 from .inputs.splits import load_boxes, split_images
+from .output.bad_images import write_bad_image_report
 from .output.dataset_info import write_dataset_info
-from .output.manifest import BAD_IMAGES_REPORT, Manifest, claim_directories, read_manifest, remove_stale_temporaries
+from .output.manifest import Manifest, claim_directories, recorded_shard_counts, remove_stale_temporaries
 from .output.shard import BadImage, ShardResult
 from .plan.shard_count import fitted_shard_count
 from .plan.shards import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
 from .progress import SplitProgress
-from .storage.folders import Folder, folder
+from .storage.folders import folder
 from .storage.urls import local_path
 
 log = logging.getLogger(__name__)
@@ -95,15 +96,6 @@ class SplitSummary:
     ignored: Ignored = Ignored()  # what the scan found beside the images and did not take
 
 
-def _recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
-    """The shard count of each split an earlier build planned in `output_dir` (none: a new directory)."""
-    try:
-        splits = read_manifest(output_dir).get("splits", {})
-    except (OSError, ValueError):  # no manifest yet; an unreadable one is reported when it is opened
-        return {}
-    return {split: info["shards"] for split, info in splits.items()}
-
-
 def _plan_splits(config: BuildConfig, classes: ClassTable, recorded: dict[str, int]) -> list[SplitPlan]:
     """Plan every requested split. Without a shard flag, a split already in the output directory keeps
     its count (so it resumes), and a new one gets a count fitted to its images."""
@@ -162,26 +154,6 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     return summary
 
 
-def _write_bad_image_report(output: Folder, manifest: Manifest) -> None:
-    """bad_images.tsv: every image left out of the directory's shards, of every split built into it."""
-    rows = sorted((split, bad.path, bad.reason) for split in manifest.splits for bad in manifest.bad_images(split))
-    if not rows:
-        output.remove([BAD_IMAGES_REPORT])
-        return
-    lines = [("split", "path", "reason"), *rows]
-    text = "".join("\t".join(map(_tsv_field, row)) + "\n" for row in lines)
-    output.write(BAD_IMAGES_REPORT, text, "the bad image report")
-
-
-_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _tsv_field(value: str) -> str:
-    """A field of a tab-separated row: backslash, tab and line breaks escaped (a name may hold them);
-    other bytes, UTF-8 or not, kept as the file system gives them."""
-    return value.translate(_TSV_ESCAPES)
-
-
 def _check_shard_counts(plans: list[SplitPlan], manifest: Manifest) -> None:
     """A split already in the directory keeps its shard count: another `--SPLIT_shards` would leave the
     earlier shards beside the new ones."""
@@ -202,7 +174,7 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
     directories = [output_dir] + ([config.index_dir] if config.index_dir is not None else [])
     with claim_directories(directories):  # before the scan: it may keep tar indexes in the output directory
         boxes = load_boxes(config, classes)
-        plans = _plan_splits(config, classes, _recorded_shard_counts(output_dir))
+        plans = _plan_splits(config, classes, recorded_shard_counts(output_dir))
         with Manifest.open(output_dir, config.manifest_options(), OPTION_FLAGS) as manifest:
             _check_shard_counts(plans, manifest)
             manifest.record_index_directory(config.index_dir)
@@ -214,6 +186,6 @@ def run_build(config: BuildConfig) -> list[SplitSummary]:
             finally:  # workers stopped early, or one that died mid-shard, leave temporaries behind
                 for directory in directories:
                     remove_stale_temporaries(directory)
-        _write_bad_image_report(manifest.output, manifest)
+        write_bad_image_report(manifest.output, manifest)
         write_dataset_info(output_dir, manifest.data, classes)
     return summaries

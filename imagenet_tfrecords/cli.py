@@ -6,13 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from .build import BAD_IMAGES_REPORT, BuildConfig, SplitSummary, run_build
+from .build import BuildConfig, SplitSummary, run_build
 from .engines.pool import available_cpus
 from .errors import RESUME_HINT, UserError, run_command
 from .images.acceptance import DEFAULT_MAX_PIXELS
 from .images.prepare import ImageOptions, ResizeMode, ResizeQuality
 from .inputs.folders import resolve
 from .inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
+from .output.manifest import BAD_IMAGES_REPORT
 from .plan.shard_count import SHARD_RULE
 from .prompts import flag_type, parse_number_in
 from .storage.urls import STORE_LOGGERS, check_scheme, is_url, join, local_path

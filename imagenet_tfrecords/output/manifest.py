@@ -130,6 +130,15 @@ def read_manifest(directory: Path | str) -> dict:
     return data
 
 
+def recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
+    """The shard count of each split an earlier build planned in `output_dir` (none: a new directory)."""
+    try:
+        splits = read_manifest(output_dir).get("splits", {})
+    except (OSError, ValueError):  # no manifest yet; an unreadable one is reported when it is opened
+        return {}
+    return {split: info["shards"] for split, info in splits.items()}
+
+
 _UNSET = object()  # an option one of the two builds does not have
 
 
