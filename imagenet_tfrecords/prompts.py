@@ -2,6 +2,9 @@
 
 A parser turns the typed text into a value or raises ValueError with the reason; on a
 terminal the reason is shown and the question asked again, without one it is an error.
+`generate_tfrecord_protos.py` and `purge_mem_caches.py` ask through a `Prompter` (no terminal:
+the defaults); `download_imagenet.py` through `ask`, `ask_secret` and `confirm`, which need a
+terminal and fail with one clear line (never hanging) without one.
 """
 
 from __future__ import annotations
@@ -92,6 +95,39 @@ def _parse_or_fail(question: Question[T], text: str, message: str) -> T:
         return question.parse(text)
     except ValueError as exc:
         raise UserError(message.format(exc)) from None
+
+
+def _require_terminal(what: str, how: str) -> None:
+    if not sys.stdin.isatty():
+        raise UserError(f"no terminal to ask for {what}: {how}")
+
+
+def ask(question: str, what: str, how: str, default: str | None = None) -> str:
+    """One line of input; `default` when the answer is empty. `how` tells a script what to pass instead."""
+    _require_terminal(what, how)
+    suffix = f" [{default}]" if default else ""
+    try:
+        answer = input(f"{question}{suffix}: ").strip()
+    except EOFError:
+        raise UserError(f"no answer for {what}: {how}") from None
+    return answer or (default or "")
+
+
+def ask_secret(question: str, what: str, how: str) -> str:
+    """A secret, typed without echo; it is returned and never shown."""
+    _require_terminal(what, how)
+    try:
+        return getpass.getpass(f"{question}: ")
+    except EOFError:
+        raise UserError(f"no answer for {what}: {how}") from None
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """True when the user agrees, or at once with --yes."""
+    if yes:
+        return True
+    answer = ask(f"{question} [y/N]", "a confirmation", "pass --yes")
+    return answer.lower() in ("y", "yes")
 
 
 def parse_yes_no(text: str) -> bool:

@@ -13,13 +13,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from ..errors import run_command
 from ..generate import DATA_DIR_ENV
 from ..inputs.labels import DEFAULT_VALIDATION_LABELS_FILE
+from ..prompts import ask, confirm
 from .archives import FILE_KEYS, parse_file_keys, select_archives
 from .checksums import read_md5sum_file
 from .credentials import SECRET_ENV, USER_ENV, resolve_credentials
 from .fetch import check_base_url, open_source
 from .pipeline import (KEEP_ARCHIVES, KEEP_BOTH, KEEP_CHOICES, DownloadConfig, builder_command, ensure_plan_fits,
                        plan_archives, run, space_lines, with_remote_sizes)
-from .prompts import ask, confirm
 from .unpack import OUTPUTS
 
 DEFAULT_BASE_URL = "https://image-net.org/data/ILSVRC/2012"

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import UserError
-from .prompts import ask, ask_secret
+from ..prompts import ask, ask_secret
 
 log = logging.getLogger(__name__)
 
