@@ -3,7 +3,7 @@
 
 import sys
 
-from imagenet_tfrecords.cli import main
+from imagenet_tfrecords.commands import build_imagenet_data
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(build_imagenet_data())

@@ -3,7 +3,7 @@
 
 import sys
 
-from imagenet_tfrecords.download.cli import main
+from imagenet_tfrecords.commands import download_imagenet
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(download_imagenet())

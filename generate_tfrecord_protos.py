@@ -4,7 +4,7 @@
 import sys
 from pathlib import Path
 
-from imagenet_tfrecords.generate import main
+from imagenet_tfrecords.commands import generate_tfrecord_protos
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], Path(__file__).with_name("build_imagenet_data.py")))
+    sys.exit(generate_tfrecord_protos(Path(__file__).with_name("build_imagenet_data.py")))

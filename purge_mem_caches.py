@@ -3,7 +3,7 @@
 
 import sys
 
-from imagenet_tfrecords.host.purge import main
+from imagenet_tfrecords.commands import purge_mem_caches
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(purge_mem_caches())

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from conftest import REPO, run_build_cli, sample_args
 from imagenet_tfrecords.build import OPTION_FLAGS, BuildConfig
+from imagenet_tfrecords.commands import INTERRUPTED_AT_START
 from imagenet_tfrecords.errors import RESUME_HINT
 from test_bad_input import assert_one_line_error
 
@@ -92,3 +94,32 @@ def test_every_build_option_is_named_by_what_users_know() -> None:
     dotted = {f"{key}.{inner}" for key, value in options.items() if isinstance(value, dict) for inner in value}
     dotted |= {key for key, value in options.items() if not isinstance(value, dict)}
     assert dotted == set(OPTION_FLAGS)
+
+
+# Imported at the start of every Python run below it: a real SIGINT, sent by the process to itself the moment
+# the package's `errors` module is looked for, lands inside the command's imports, as a fast Ctrl-C would.
+INTERRUPT_DURING_IMPORTS = """
+import os, signal, sys
+
+class InterruptOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "imagenet_tfrecords.errors":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, InterruptOnImport())
+"""
+
+
+@pytest.mark.parametrize("script", ["build_imagenet_data.py", "download_imagenet.py", "generate_tfrecord_protos.py",
+                                    "purge_mem_caches.py"])
+def test_ctrl_c_while_the_command_imports_is_one_line(script: str, tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_DURING_IMPORTS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    result = subprocess.run([sys.executable, str(REPO / script), "--help"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 130
+    assert result.stderr == INTERRUPTED_AT_START + "\n"
+    assert result.stdout == ""  # interrupted before its --help

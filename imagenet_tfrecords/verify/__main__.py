@@ -2,6 +2,6 @@
 
 import sys
 
-from .command import main
+from ..commands import verify
 
-sys.exit(main())
+sys.exit(verify())
