@@ -22,14 +22,7 @@ from imagenet_tfrecords.output.manifest import SHARD_NAME
 from imagenet_tfrecords.sample import make_sample_tarballs
 from conftest import REPO, run_build_cli, sample_args, shard_digests
 from dask_cluster import dask_cluster
-from object_stores import (  # before gcsfs is imported: see there
-    ObjectStore,
-    gcs_server,  # noqa: F401 (fixture)
-    multipart_uploads,
-    object_store,
-    s3_server,  # noqa: F401 (fixture)
-    start_dangling_upload,
-)
+from object_stores import ObjectStore, multipart_uploads, object_store, start_dangling_upload
 from tfread import read_split
 
 SECRET = "do-not-print-this-secret-9f3e"

@@ -11,14 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from object_stores import (  # before gcsfs is imported: see there
-    ObjectStore,
-    gcs_server,  # noqa: F401 (fixture)
-    multipart_uploads,
-    object_store,
-    s3_server,  # noqa: F401 (fixture)
-    start_dangling_upload,
-)
+from object_stores import ObjectStore, multipart_uploads, object_store, start_dangling_upload
 
 # What a build does with a bucket URL: fsspec picks the filesystem and its settings from the environment.
 WRITE_AND_LIST = """
