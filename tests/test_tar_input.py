@@ -14,6 +14,7 @@ from scipy.io import loadmat
 from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args, shard_digests
 from ilsvrc_archives import make_kaggle_tree, tar_bytes
 from imagenet_tfrecords.inputs import tars
+from imagenet_tfrecords.errors import UserError
 from imagenet_tfrecords.generate import Answers, build_arguments, build_parser
 from imagenet_tfrecords.inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_wnids
 from imagenet_tfrecords.sample import SAMPLE_WNIDS, SampleTarballs, make_sample_tarballs
@@ -149,6 +150,24 @@ def test_truncated_train_tar_is_one_line(tarballs, tmp_path: Path, cut: str) -> 
                            check=False)
     one_line_error(result, truncated, "damaged or incomplete")
 
+
+
+def test_truncated_bbox_tar_is_one_line_not_fewer_boxes(tarballs, tmp_path: Path) -> None:
+    # tarfile alone reads a tar.gz cut at some points quietly up to its last whole member, which would lose the
+    # boxes after it: every cut must be refused.
+    data = tarballs.bbox_tar.read_bytes()
+    synsets = frozenset(SAMPLE_WNIDS)
+    for cut in range(40, len(data), 40):
+        truncated = tmp_path / f"cut-{cut}" / "ILSVRC2012_bbox_train_v2.tar.gz"
+        truncated.parent.mkdir()
+        truncated.write_bytes(data[:cut])
+        with pytest.raises(UserError, match="damaged or incomplete"):
+            tars.load_bounding_box_tar(truncated, LocalFolder(truncated.parent / "cache"), synsets)
+    output = tmp_path / "out"
+    result = run_build_cli("--train_tar", tarballs.train_tar, "--bbox_tar", truncated, "--output_directory", output,
+                           *SHARDS, check=False)
+    one_line_error(result, truncated, "damaged or incomplete")
+    assert shard_digests(output) == {}
 
 def test_a_class_tar_that_is_not_a_tar(sample, tmp_path: Path) -> None:
     jpeg = next((sample.train_dir / "n01440764").iterdir()).read_bytes()

@@ -19,12 +19,11 @@ from pathlib import Path
 from ..errors import UserError
 from ..inputs.bounding_boxes import BOUNDING_BOX_CSV, convert_bounding_boxes
 from ..inputs.ilsvrc_names import CLASS_ARCHIVE, FLAT_VALIDATION_NAME
-from ..inputs.tar_members import safe_path, stream_tar
+from ..inputs.tar_members import CHUNK_BYTES, safe_path, stream_tar
 from .archives import Archive
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20
 OUTPUTS = {"train": "train", "val": "validation", "devkit": "ILSVRC2012_devkit_t12", "bbox": BOUNDING_BOX_CSV}
 
 
