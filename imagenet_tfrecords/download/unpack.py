@@ -104,7 +104,7 @@ def unpack_devkit(path: Path, target: Path, options: UnpackOptions) -> None:
 
 def unpack_bounding_boxes(path: Path, target: Path, options: UnpackOptions) -> None:
     """The XML annotations, read from the tar.gz without unpacking it, -> bounding_boxes.csv."""
-    convert_bounding_boxes(stream_tar(path), path.name, target, options.synsets)
+    convert_bounding_boxes(path, target, options.synsets)
 
 
 UNPACKERS = {"train": unpack_train, "val": unpack_validation, "devkit": unpack_devkit, "bbox": unpack_bounding_boxes}

@@ -13,15 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import tarfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ..storage.atomic import write_atomically
 from .labels import Box
-from .tar_members import safe_path
+from .tar_members import safe_path, stream_tar
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +81,13 @@ def write_bounding_box_csv(path: os.PathLike, rows: Iterable[tuple[str, Box]]) -
     return len(lines)
 
 
-def convert_bounding_boxes(stream: AbstractContextManager[tarfile.TarFile], label: str, target: Path,
-                           synsets: frozenset[str]) -> None:
-    """The XML annotations of the bbox tar (`stream`, opened here and read front to back; `label` names it),
-    those of `synsets`, -> `target`/bounding_boxes.csv."""
+def convert_bounding_boxes(path: Path, target: Path, synsets: frozenset[str]) -> None:
+    """The XML annotations of the bbox tar at `path` (read front to back), those of `synsets`,
+    -> `target`/bounding_boxes.csv."""
     rows, files, annotated = [], 0, 0
-    with stream as tar:
+    with stream_tar(path) as tar:
         for member in tar:
-            relative = safe_path(member, label)
+            relative = safe_path(member, path.name)
             if relative is None or relative.suffix != ".xml":
                 continue
             wnid = relative.parent.name or relative.name.split("_")[0]
@@ -100,10 +97,10 @@ def convert_bounding_boxes(stream: AbstractContextManager[tarfile.TarFile], labe
             try:
                 boxes = boxes_from_xml(tar.extractfile(member).read(), wnid, synsets)
             except ValueError as problem:
-                log.warning("%s: skipped %s (%s)", label, member.name, problem)
+                log.warning("%s: skipped %s (%s)", path.name, member.name, problem)
                 continue
             annotated += bool(boxes)
             rows.extend((image_name(relative.name), box) for box in boxes)
     written = write_bounding_box_csv(target / BOUNDING_BOX_CSV, rows)
     log.info("%s: %d boxes of %d annotated images (%d XML files) in %s",
-             label, written, annotated, files, target / BOUNDING_BOX_CSV)
+             path.name, written, annotated, files, target / BOUNDING_BOX_CSV)

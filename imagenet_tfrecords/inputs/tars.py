@@ -37,7 +37,7 @@ from .folders import cannot_read, resolve, scan_flat_validation
 from .ilsvrc_names import CLASS_ARCHIVE
 from .labels import Box, ClassTable, load_bounding_boxes
 from .split_images import Ignored, SplitImages, is_image_name, where
-from .tar_members import safe_path, stream_tar
+from .tar_members import safe_path
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def load_bounding_box_tar(path: Path, cache: Folder, synsets: frozenset[str]) ->
     if name not in cache.sizes():
         with tempfile.TemporaryDirectory(prefix="imagenet-tfrecords-") as work:
             try:
-                convert_bounding_boxes(stream_tar(path), path.name, Path(work), synsets)
+                convert_bounding_boxes(path, Path(work), synsets)
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 raise _damaged(str(path), f"not a readable tar.gz ({exc})") from None
             _replace_cache(cache, name, path, (Path(work) / BOUNDING_BOX_CSV).read_bytes())
