@@ -15,8 +15,8 @@ from .inputs.folders import resolve
 from .inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
 from .output.manifest import BAD_IMAGES_REPORT
 from .plan.shard_count import SHARD_RULE
-from .prompts import flag_type, parse_number_in
-from .storage.urls import STORE_LOGGERS, check_scheme, is_url, join, local_path
+from .prompts import POSITIVE_FLAG, flag_type, parse_number_in
+from .storage.urls import STORE_LOGGERS, Url, check_scheme, join, local_path, location
 from .verify.command import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
 log = logging.getLogger("imagenet_tfrecords")
@@ -24,17 +24,7 @@ log = logging.getLogger("imagenet_tfrecords")
 SAMPLE_SHARDS = {"train": 4, "validation": 2}
 
 
-POSITIVE = flag_type(parse_number_in(1))
 JPEG_QUALITY = flag_type(parse_number_in(1, 100))
-
-
-class _UrlArgument(str):
-    """A path flag given as a URL: kept as it was typed, so `_refuse_urls` can name it."""
-
-
-def _path(text: str) -> Path | _UrlArgument:
-    # pathlib would turn s3://bucket/x into s3:/bucket/x, a local folder named "s3:".
-    return _UrlArgument(text) if is_url(text) else Path(text)
 
 
 # The flags that take a bucket (s3://, gs://, any fsspec URL) as well as a local path.
@@ -46,9 +36,9 @@ def _refuse_urls(args: argparse.Namespace) -> None:
     """A URL where only a local path will do, or of a storage fsspec does not know: one line, before anything is
     written (never a local folder named `s3:`)."""
     for flag, value in vars(args).items():
-        if isinstance(value, _UrlArgument) and flag in BUCKET_FLAGS:
+        if isinstance(value, Url) and flag in BUCKET_FLAGS:
             check_scheme(value)
-        elif isinstance(value, _UrlArgument):
+        elif isinstance(value, Url):
             raise UserError(f"{value}: --{flag} takes a local or mounted path, not a URL; copy the file to a "
                             f"local or NFS path (buckets work for {', '.join('--' + f for f in sorted(BUCKET_FLAGS))})")
 
@@ -65,48 +55,48 @@ def build_parser() -> argparse.ArgumentParser:
         "(Inception schema). Re-running the same command resumes an interrupted build.",
     )
     io = parser.add_argument_group("input and output")
-    io.add_argument("--train_directory", type=_path, help="training images as <dir>/<wnid>/*.JPEG")
-    io.add_argument("--validation_directory", type=_path,
+    io.add_argument("--train_directory", type=location, help="training images as <dir>/<wnid>/*.JPEG")
+    io.add_argument("--validation_directory", type=location,
                     help="validation images as <dir>/<wnid>/*.JPEG, or flat ILSVRC2012_val_*.JPEG")
-    io.add_argument("--output_directory", type=_path, help="where the shards, manifest.json and reports go")
-    io.add_argument("--sample", type=_path, metavar="DIR",
+    io.add_argument("--output_directory", type=location, help="where the shards, manifest.json and reports go")
+    io.add_argument("--sample", type=location, metavar="DIR",
                     help="make a small ILSVRC-shaped sample under DIR/raw (no network) and build it into DIR/tfrecords")
     tars = parser.add_argument_group("ILSVRC tarballs and the Kaggle layout (read in place, nothing extracted)")
-    tars.add_argument("--train_tar", type=_path, help="ILSVRC2012_img_train.tar (a tar of <wnid>.tar class tars)")
-    tars.add_argument("--validation_tar", type=_path, help="ILSVRC2012_img_val.tar (flat ILSVRC2012_val_*.JPEG)")
-    tars.add_argument("--devkit", type=_path,
+    tars.add_argument("--train_tar", type=location, help="ILSVRC2012_img_train.tar (a tar of <wnid>.tar class tars)")
+    tars.add_argument("--validation_tar", type=location, help="ILSVRC2012_img_val.tar (flat ILSVRC2012_val_*.JPEG)")
+    tars.add_argument("--devkit", type=location,
                       help="ILSVRC2012_devkit_t12.tar.gz (or its folder): validation labels from its ground truth, "
                       "checked against --validation_labels_file")
-    tars.add_argument("--bbox_tar", type=_path,
+    tars.add_argument("--bbox_tar", type=location,
                       help="ILSVRC2012_bbox_train_v2.tar.gz: bounding boxes from its XML (instead of --bounding_box_file)")
-    tars.add_argument("--kaggle_root", type=_path, metavar="DIR",
+    tars.add_argument("--kaggle_root", type=location, metavar="DIR",
                       help="the Kaggle download: DIR holds ILSVRC/Data/CLS-LOC/{train,val}, LOC_synset_mapping.txt "
                       "and LOC_val_solution.csv")
     tars.add_argument("--from_tars", action="store_true",
                       help="with --sample: also pack the sample as the ILSVRC tarballs (DIR/tars) and build from those")
     shards = parser.add_argument_group("sharding and workers")
-    shards.add_argument("--train_shards", type=POSITIVE,
+    shards.add_argument("--train_shards", type=POSITIVE_FLAG,
                         help=f"number of train shards (default: fitted to the data, {SHARD_RULE})")
-    shards.add_argument("--validation_shards", type=POSITIVE,
+    shards.add_argument("--validation_shards", type=POSITIVE_FLAG,
                         help="number of validation shards (default: fitted to the data, as for train)")
-    shards.add_argument("--num_threads", type=POSITIVE, default=available_cpus(),
+    shards.add_argument("--num_threads", type=POSITIVE_FLAG, default=available_cpus(),
                         help="worker processes (default: CPU count); the output does not depend on it")
     labels = parser.add_argument_group("labels")
-    labels.add_argument("--labels_file", type=_path, default=DEFAULT_LABELS_FILE,
+    labels.add_argument("--labels_file", type=location, default=DEFAULT_LABELS_FILE,
                         help="one wnid per line, in label order (default: the 1000 ILSVRC-2012 synsets); "
                         "imagenet21k: the 21,841 ImageNet-21k (fall11) synsets")
-    labels.add_argument("--imagenet_metadata_file", type=_path, default=DEFAULT_METADATA_FILE,
+    labels.add_argument("--imagenet_metadata_file", type=location, default=DEFAULT_METADATA_FILE,
                         help="<wnid><TAB><human text> lines")
-    labels.add_argument("--validation_labels_file", type=_path, default=DEFAULT_VALIDATION_LABELS_FILE,
+    labels.add_argument("--validation_labels_file", type=location, default=DEFAULT_VALIDATION_LABELS_FILE,
                         help="wnid of ILSVRC2012_val_N.JPEG on line N, for a flat validation folder")
-    labels.add_argument("--bounding_box_file", type=_path,
+    labels.add_argument("--bounding_box_file", type=location,
                         help="CSV of <file>,<xmin>,<ymin>,<xmax>,<ymax> (relative), as process_bounding_boxes.py writes")
     labels.add_argument("--label_offset", type=int, choices=(1, 0), default=1,
                         help="1: labels 1..1000 with 0 as background (Inception, default); 0: labels 0..999")
     images = parser.add_argument_group("images")
     images.add_argument("--resize_images", action="store_true", help="resize and re-encode every image")
-    images.add_argument("--new_height", type=POSITIVE, default=256, help="height after resizing (default 256)")
-    images.add_argument("--new_width", type=POSITIVE, default=256, help="width after resizing (default 256)")
+    images.add_argument("--new_height", type=POSITIVE_FLAG, default=256, help="height after resizing (default 256)")
+    images.add_argument("--new_width", type=POSITIVE_FLAG, default=256, help="width after resizing (default 256)")
     images.add_argument("--resize_mode", choices=[m.value for m in ResizeMode], default=ResizeMode.STRETCH.value,
                         help="stretch: exactly HxW (aspect not kept); shorter_side: keep aspect, smallest size "
                         "covering HxW; center_crop: shorter_side, then the centre HxW")
@@ -117,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--no_decode_check", action="store_true",
                         help="copy mode: store JPEGs without first proving that TensorFlow's decode_jpeg reads them "
                         "(only for files already checked; a corrupt one then fails later, in training)")
-    images.add_argument("--max_pixels", type=POSITIVE, default=None,
+    images.add_argument("--max_pixels", type=POSITIVE_FLAG, default=None,
                         help=f"images with more pixels are bad images, refused before decoding "
                         f"(default {DEFAULT_MAX_PIXELS:,}); --verify --deep uses the build's limit")
     images.add_argument("--apply_exif_orientation", action="store_true",
@@ -126,15 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--skip_bad_images", action="store_true",
                         help=f"leave out unreadable images, listing them in {BAD_IMAGES_REPORT}, instead of stopping")
     index = parser.add_argument_group("DALI index and verification")
-    index.add_argument("--index_directory", type=_path,
+    index.add_argument("--index_directory", type=location,
                        help="where each shard's DALI index (<shard>.idx) is written with it (default OUT/idx)")
     index.add_argument("--no_index", action="store_true", help="do not write DALI index files")
-    index.add_argument("--verify", type=_path, metavar="DIR",
+    index.add_argument("--verify", type=location, metavar="DIR",
                        help="check every shard in DIR (CRCs, counts, schema, labels, indexes) instead of building")
     index.add_argument("--deep", action="store_true", help="with --verify: also decode every image")
     index.add_argument("--json", action="store_true", help="with --verify: print the report as JSON")
     index.add_argument("--no_manifest", action="store_true", help=f"with --verify: {NO_MANIFEST_HELP}")
-    index.add_argument("--write_index", type=_path, metavar="DIR",
+    index.add_argument("--write_index", type=location, metavar="DIR",
                        help="write DALI index files for the shards in DIR (built by any tool) instead of building")
     engine = parser.add_argument_group("distributed build")
     engine.add_argument("--scheduler", metavar="ADDRESS",

@@ -18,8 +18,8 @@ from .errors import UserError, run_command
 from .host.memory import GIB, MIB, gib, read_memory
 from .host.purge import PurgeOptions, purge
 from .images.prepare import ResizeMode, ResizeQuality
-from .prompts import (Prompter, Question, parse_choice, parse_creatable_directory, parse_existing_directory,
-                      parse_number_in)
+from .prompts import (POSITIVE_FLAG, Prompter, Question, parse_choice, parse_creatable_directory,
+                      parse_existing_directory, parse_number_in)
 
 DATA_DIR_ENV = "IMAGENET_DATA_DIR"
 OUTPUT_DIR_ENV = "PROTO_OUT_DIR"
@@ -101,11 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="before a training-set build, offer to purge memory below GB GiB available (default: "
                         f"what the build needs, {PARENT_NEED // MIB} MiB plus {WORKER_NEED // MIB} MiB a worker)")
     passed = parser.add_argument_group("passed on to build_imagenet_data.py")
-    passed.add_argument("--train_shards", type=cli.POSITIVE, help="number of train shards (default: fitted to the data, "
+    passed.add_argument("--train_shards", type=POSITIVE_FLAG, help="number of train shards (default: fitted to the data, "
                         "1024 for ImageNet)")
-    passed.add_argument("--validation_shards", type=cli.POSITIVE, help="number of validation shards (default: fitted "
+    passed.add_argument("--validation_shards", type=POSITIVE_FLAG, help="number of validation shards (default: fitted "
                         "to the data, 128 for ImageNet)")
-    passed.add_argument("--num_threads", type=cli.POSITIVE, help="worker processes (default: CPU count)")
+    passed.add_argument("--num_threads", type=POSITIVE_FLAG, help="worker processes (default: CPU count)")
     passed.add_argument("--resize_quality", choices=QUALITIES, help="resampling preset: fast, default or best")
     passed.add_argument("--skip_bad_images", action="store_true",
                         help="leave out unreadable images, listing them in bad_images.tsv, instead of stopping")

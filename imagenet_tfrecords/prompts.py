@@ -169,6 +169,9 @@ def flag_type(parse: Callable[[str], T]) -> Callable[[str], T]:
     return parse_flag
 
 
+
+POSITIVE_FLAG = flag_type(parse_number_in(1))  # argparse `type` of a count, a size or a limit
+
 def parse_choice(choices: tuple[str, ...], aliases: dict[str, str] | None = None) -> Callable[[str], str]:
     """A parser of one word out of `choices` (or an alias of one)."""
     aliases = aliases or {}

@@ -88,6 +88,10 @@ def test_module_entry_point(resized_build: Path) -> None:
                              "--num_threads", "2"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "every image decoded" in result.stdout and "OK: every check holds" in result.stdout
+    no_workers = subprocess.run([sys.executable, "-m", "imagenet_tfrecords.verify", str(resized_build),
+                                 "--num_threads", "0"], cwd=REPO, capture_output=True, text=True)
+    assert no_workers.returncode == 2 and no_workers.stdout == ""
+    assert no_workers.stderr.strip().splitlines()[-1].endswith("argument --num_threads: must be at least 1, got 0")
 
 
 def test_corrupt_byte_names_shard_and_record_offset(build: Path) -> None:

@@ -35,6 +35,15 @@ def is_url(location: str | Path) -> bool:
     return isinstance(location, str) and URL.match(location) is not None
 
 
+class Url(str):
+    """A location typed as a URL (`s3://bucket/x`), kept as typed: pathlib would make it `s3:/bucket/x`."""
+
+
+def location(text: str) -> Path | Url:
+    """A path flag's value: a `Url` when it is one, else a Path."""
+    return Url(text) if is_url(text) else Path(text)
+
+
 def join(location: str | Path, name: str) -> str | Path:
     """`name` inside a folder given as a path or a URL."""
     return f"{str(location).rstrip('/')}/{name}" if is_url(location) else Path(location) / name

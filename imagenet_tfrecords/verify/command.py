@@ -22,8 +22,9 @@ from ..engines.pool import available_cpus, map_unordered
 from ..errors import UserError, run_command
 from ..images.acceptance import DEFAULT_MAX_PIXELS
 from ..output.manifest import MANIFEST_NAME, SHARD_NAME, read_manifest
+from ..prompts import POSITIVE_FLAG
 from ..storage.folders import Bucket, folder
-from ..storage.urls import is_url, join
+from ..storage.urls import is_url, join, location
 from .across_shards import check_across_shards
 from .report import VerifyReport, format_table, report_json
 from .shard_check import ShardJob, ShardReport, check_shard, shard_name
@@ -144,11 +145,11 @@ def verify_command(path: Path, deep: bool = False, as_json: bool = False, num_wo
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m imagenet_tfrecords.verify",
                                      description="Check every shard of a build: CRCs, counts, schema, labels, indexes.")
-    parser.add_argument("directory", type=Path, help="the build's output directory")
+    parser.add_argument("directory", type=location, help="the build's output directory (a path, or a bucket URL)")
     parser.add_argument("--deep", action="store_true", help="also decode every image")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--num_threads", type=int, default=available_cpus(), help="worker processes")
-    parser.add_argument("--index_directory", type=Path, help="where the DALI index files are (default DIR/idx)")
+    parser.add_argument("--num_threads", type=POSITIVE_FLAG, default=available_cpus(), help="worker processes")
+    parser.add_argument("--index_directory", type=location, help="where the DALI index files are (default DIR/idx)")
     parser.add_argument("--no_manifest", action="store_true", help=NO_MANIFEST_HELP)
     return parser
 
