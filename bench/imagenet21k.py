@@ -131,7 +131,7 @@ def step_manifest(tree: Path, output: Path) -> dict:
     output.mkdir(parents=True, exist_ok=True)
     Path(config.index_dir).mkdir(parents=True, exist_ok=True)
     recording = 0.0
-    with Manifest.open(output, config.manifest_options(), OPTION_FLAGS) as manifest:
+    with Manifest.open(output, config.manifest_options(classes), OPTION_FLAGS) as manifest:
         manifest.record_index_directory(config.index_dir)
         manifest.record_split("train", len(plan.images), plan.num_shards,
                               plan.images.classes_present(len(classes.wnids)), len(classes.wnids))

@@ -15,8 +15,8 @@ import numpy as np
 from .engines.local import run_local
 from .errors import UserError
 from .images.prepare import ImageOptions
-from .inputs.labels import (DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE, Box, ClassTable,
-                            load_class_table)
+from .inputs.classes import resolve_classes
+from .inputs.labels import Box, ClassTable
 from .inputs.split_images import Ignored
 from .inputs.splits import load_boxes, split_images
 from .output.bad_images import write_bad_image_report
@@ -24,7 +24,7 @@ from .output.dataset_info import write_dataset_info
 from .output.manifest import Manifest, claim_directories, recorded_shard_counts, remove_stale_temporaries
 from .output.shard import BadImage, ShardResult
 from .plan.shard_count import fitted_shard_count
-from .plan.shards import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split
+from .plan.shards import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split, trial_subset
 from .progress import SplitProgress
 from .storage.folders import folder
 from .storage.urls import local_path
@@ -35,14 +35,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BuildConfig:
     output_dir: Path | str  # a local path, or a bucket URL (s3://, gs://, ...)
-    train_dir: Path | None = None
-    validation_dir: Path | None = None
+    train_dir: Path | str | None = None  # a folder, or a bucket URL
+    validation_dir: Path | str | None = None
     train_shards: int | None = None  # None: fitted to the data (shard_count); the manifest's splits get the count
     validation_shards: int | None = None
     num_workers: int = 1
-    labels_file: Path = DEFAULT_LABELS_FILE
-    metadata_file: Path = DEFAULT_METADATA_FILE
-    validation_labels_file: Path = DEFAULT_VALIDATION_LABELS_FILE
+    labels_file: Path | None = None  # None: ImageNet's 1000 classes, or the class folder names (inputs/classes)
+    metadata_file: Path | None = None  # None: ImageNet's text for a wnid, else the class name
+    validation_labels_file: Path | None = None  # None: the shipped ILSVRC-2012 list; or a `file,class` CSV
     bounding_box_file: Path | None = None
     image: ImageOptions = ImageOptions()
     label_offset: int = 1
@@ -54,6 +54,7 @@ class BuildConfig:
     devkit: Path | None = None  # ILSVRC2012_devkit_t12.tar.gz (or its folder): validation ground truth
     bbox_tar: Path | None = None  # ILSVRC2012_bbox_train_v2.tar.gz, read instead of bounding_box_file
     kaggle_root: Path | None = None  # the Kaggle layout's root: train and val folders, label files
+    max_images_per_split: int | None = None  # a trial build: this many images of each split (plan/shards.trial_subset)
 
     def __post_init__(self) -> None:
         for split in ("train", "validation"):
@@ -65,12 +66,14 @@ class BuildConfig:
             raise UserError(f"{self.index_dir}: --index_directory must be where --output_directory is "
                             "(both local, or both in a bucket), so that a finished shard always has its index")
 
-    def manifest_options(self) -> dict:
+    def manifest_options(self, classes: ClassTable) -> dict:
         """What decides the bytes of the output: a re-run with other values must not mix in."""
         return {
             "image": self.image.as_dict(),
             "label_offset": self.label_offset,
             "shuffle_seed": SHUFFLE_SEED,
+            "classes": {"count": len(classes.wnids), "digest": classes.digest()},
+            "max_images_per_split": self.max_images_per_split,
         }
 
 
@@ -80,7 +83,8 @@ OPTION_FLAGS = {
     "image.mode": "--resize_mode", "image.jpeg_quality": "--jpeg_q", "image.resize_quality": "--resize_quality",
     "image.decode_check": "the decode check (--no_decode_check)", "image.max_pixels": "--max_pixels",
     "image.apply_exif_orientation": "--apply_exif_orientation", "label_offset": "--label_offset",
-    "shuffle_seed": "the shuffle seed",
+    "shuffle_seed": "the shuffle seed", "classes.count": "the number of classes (--labels_file, or the class folders)",
+    "classes.digest": "the classes (--labels_file, or the class folders)", "max_images_per_split": "--max_images_per_split",
 }
 
 
@@ -102,6 +106,10 @@ def _plan_splits(config: BuildConfig, classes: ClassTable, recorded: dict[str, i
     flags = {"train": config.train_shards, "validation": config.validation_shards}
     plans = []
     for split, images in split_images(config, classes):
+        if config.max_images_per_split is not None and len(images) > config.max_images_per_split:
+            log.info("%s: a trial build of %d of its %d images (--max_images_per_split)", split,
+                     config.max_images_per_split, len(images))
+            images = trial_subset(images, config.max_images_per_split)
         num_shards = flags[split] or recorded.get(split) or fitted_shard_count(split, len(images))
         plans.append(plan_split(split, images, num_shards))
     return plans
@@ -169,13 +177,13 @@ def _check_shard_counts(plans: list[SplitPlan], manifest: Manifest) -> None:
 
 def run_build(config: BuildConfig) -> list[SplitSummary]:
     """Build every requested split into `config.output_dir`; resumes an interrupted build."""
-    classes = load_class_table(config.labels_file, config.metadata_file, config.label_offset)
+    classes = resolve_classes(config, config.label_offset)
     output_dir = config.output_dir
     directories = [output_dir] + ([config.index_dir] if config.index_dir is not None else [])
     with claim_directories(directories):  # before the scan: it may keep tar indexes in the output directory
         boxes = load_boxes(config, classes)
         plans = _plan_splits(config, classes, recorded_shard_counts(output_dir))
-        with Manifest.open(output_dir, config.manifest_options(), OPTION_FLAGS) as manifest:
+        with Manifest.open(output_dir, config.manifest_options(classes), OPTION_FLAGS) as manifest:
             _check_shard_counts(plans, manifest)
             manifest.record_index_directory(config.index_dir)
             for directory in directories:

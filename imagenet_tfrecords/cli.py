@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from .build import BuildConfig, SplitSummary, run_build
+from .commands import add_version_flag
 from .engines.pool import available_cpus
 from .errors import RESUME_HINT, UserError, run_command
 from .images.acceptance import DEFAULT_MAX_PIXELS
 from .images.prepare import ImageOptions, ResizeMode, ResizeQuality
 from .inputs.folders import resolve
-from .inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_METADATA_FILE, DEFAULT_VALIDATION_LABELS_FILE
 from .output.manifest import BAD_IMAGES_REPORT
 from .plan.shard_count import SHARD_RULE
 from .prompts import POSITIVE_FLAG, flag_type, parse_number_in
+from .sample import SAMPLE_DIR_HELP
 from .storage.urls import STORE_LOGGERS, Url, check_scheme, join, local_path, location
 from .verify.command import NO_MANIFEST_HELP, VERIFY_INTERRUPTED
 
 log = logging.getLogger("imagenet_tfrecords")
 
 SAMPLE_SHARDS = {"train": 4, "validation": 2}
+PER_USER_SAMPLE = Path("<per-user sample folder>")  # `--sample` alone: `sample.default_sample_dir`, found when used
 
 
 JPEG_QUALITY = flag_type(parse_number_in(1, 100))
@@ -54,13 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert ImageNet-layout images into sharded TFRecord files of tf.train.Example protos "
         "(Inception schema). Re-running the same command resumes an interrupted build.",
     )
+    add_version_flag(parser)
     io = parser.add_argument_group("input and output")
     io.add_argument("--train_directory", type=location, help="training images as <dir>/<wnid>/*.JPEG")
     io.add_argument("--validation_directory", type=location,
                     help="validation images as <dir>/<wnid>/*.JPEG, or flat ILSVRC2012_val_*.JPEG")
     io.add_argument("--output_directory", type=location, help="where the shards, manifest.json and reports go")
-    io.add_argument("--sample", type=location, metavar="DIR",
-                    help="make a small ILSVRC-shaped sample under DIR/raw (no network) and build it into DIR/tfrecords")
+    io.add_argument("--sample", type=location, nargs="?", const=PER_USER_SAMPLE, metavar="DIR",
+                    help="make a small ILSVRC-shaped sample under DIR/raw (no network, once: a later run reuses it) "
+                    f"and build it into DIR/tfrecords; DIR defaults to {SAMPLE_DIR_HELP}")
     tars = parser.add_argument_group("ILSVRC tarballs and the Kaggle layout (read in place, nothing extracted)")
     tars.add_argument("--train_tar", type=location, help="ILSVRC2012_img_train.tar (a tar of <wnid>.tar class tars)")
     tars.add_argument("--validation_tar", type=location, help="ILSVRC2012_img_val.tar (flat ILSVRC2012_val_*.JPEG)")
@@ -79,16 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"number of train shards (default: fitted to the data, {SHARD_RULE})")
     shards.add_argument("--validation_shards", type=POSITIVE_FLAG,
                         help="number of validation shards (default: fitted to the data, as for train)")
+    shards.add_argument("--max_images_per_split", type=POSITIVE_FLAG, metavar="N",
+                        help="a trial build: only N images of each split, a fixed mix of every class (use "
+                        "another --output_directory for the full build)")
     shards.add_argument("--num_threads", type=POSITIVE_FLAG, default=available_cpus(),
                         help="worker processes (default: CPU count); the output does not depend on it")
     labels = parser.add_argument_group("labels")
-    labels.add_argument("--labels_file", type=location, default=DEFAULT_LABELS_FILE,
-                        help="one wnid per line, in label order (default: the 1000 ILSVRC-2012 synsets); "
-                        "imagenet21k: the 21,841 ImageNet-21k (fall11) synsets")
-    labels.add_argument("--imagenet_metadata_file", type=location, default=DEFAULT_METADATA_FILE,
-                        help="<wnid><TAB><human text> lines")
-    labels.add_argument("--validation_labels_file", type=location, default=DEFAULT_VALIDATION_LABELS_FILE,
-                        help="wnid of ILSVRC2012_val_N.JPEG on line N, for a flat validation folder")
+    labels.add_argument("--labels_file", type=location,
+                        help="one class per line, in label order: ImageNet wnids or your own class folder names "
+                        "(default: the 1000 ILSVRC-2012 classes, or your class folder names, sorted, when they are "
+                        "not ImageNet wnids); imagenet21k: the 21,841 ImageNet-21k (fall11) classes")
+    labels.add_argument("--imagenet_metadata_file", type=location,
+                        help="<class><TAB><human text> lines, one for every class (default: ImageNet's text for "
+                        "an ImageNet wnid, else the class name)")
+    labels.add_argument("--validation_labels_file", type=location,
+                        help="for a flat validation folder: a CSV of 'file,class' lines (header optional), or one "
+                        "class per line, line N for ILSVRC2012_val_N.JPEG (default: the ILSVRC-2012 labels)")
     labels.add_argument("--bounding_box_file", type=location,
                         help="CSV of <file>,<xmin>,<ymin>,<xmax>,<ymax> (relative), as process_bounding_boxes.py writes")
     labels.add_argument("--label_offset", type=int, choices=(1, 0), default=1,
@@ -133,26 +144,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def with_sample(args: argparse.Namespace) -> argparse.Namespace:
-    """`--sample DIR`: make the sample under DIR/raw (with `--from_tars` also its tarballs under DIR/tars) and
-    return the flags with the sample's locations and shard counts wherever none was given."""
+    """`--sample [DIR]`: make the sample under DIR/raw unless an earlier run made it there (with `--from_tars`
+    also its tarballs under DIR/tars) and return the flags with the sample's locations and shard counts wherever
+    none was given."""
     if args.sample is None:
         if args.from_tars:
-            raise UserError("--from_tars goes with --sample DIR")
+            raise UserError("--from_tars goes with --sample [DIR]")
         return args
-    from .sample import make_sample
+    from .sample import default_sample_dir, find_sample, make_sample
 
-    log.info("making the sample dataset under %s", args.sample / "raw")
-    sample = make_sample(args.sample / "raw")
+    root = default_sample_dir() if args.sample is PER_USER_SAMPLE else args.sample
+    sample = find_sample(root / "raw")
+    if sample is not None:
+        log.info("using the sample dataset under %s, made by an earlier run (shards into %s)", root / "raw",
+                 root / "tfrecords")
+    else:
+        log.info("making the sample dataset under %s (shards into %s)", root / "raw", root / "tfrecords")
+        sample = make_sample(root / "raw")
     if args.from_tars:
         from .sample import make_sample_tarballs
 
-        tarballs = make_sample_tarballs(sample, args.sample / "tars")
+        tarballs = make_sample_tarballs(sample, root / "tars")
         found = {"train_tar": tarballs.train_tar, "validation_tar": tarballs.validation_tar,
                  "devkit": tarballs.devkit, "bbox_tar": tarballs.bbox_tar}
     else:
         found = {"train_directory": sample.train_dir, "validation_directory": sample.validation_dir,
                  "bounding_box_file": sample.bounding_box_file}
-    found |= {"output_directory": args.sample / "tfrecords",
+    found |= {"output_directory": root / "tfrecords",
               "train_shards": SAMPLE_SHARDS["train"], "validation_shards": SAMPLE_SHARDS["validation"]}
     return argparse.Namespace(**vars(args) | {flag: getattr(args, flag) or value for flag, value in found.items()})
 
@@ -193,6 +211,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         devkit=devkit,
         bbox_tar=bbox_tar,
         kaggle_root=kaggle_root,
+        max_images_per_split=args.max_images_per_split,
     )
 
 
@@ -230,5 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for name in STORE_LOGGERS:  # their INFO lines ("Found credentials in environment variables") are noise here
         logging.getLogger(name).setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.error("nothing to do: pass --train_directory/--validation_directory (or --train_tar/"
+                     "--validation_tar, or --kaggle_root) and --output_directory, "
+                     f"or try `{parser.prog} --sample` for the built-in sample")
+    args = parser.parse_args(argv)
     return run_command(lambda: _run(args), VERIFY_INTERRUPTED if args.verify is not None else RESUME_HINT)

@@ -6,18 +6,23 @@ import argparse
 import os
 import shlex
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from . import cli
+from .commands import add_version_flag
 from .download.archives import BUILTIN_ARCHIVES
 from .engines.pool import available_cpus
 from .errors import UserError, run_command
 from .host.memory import GIB, MIB, gib, read_memory
 from .host.purge import PurgeOptions, purge
+from .build import BuildConfig
 from .images.prepare import ResizeMode, ResizeQuality
+from .inputs.classes import resolve_classes
+from .inputs.ilsvrc_names import FLAT_VALIDATION_NAME
+from .inputs.labels import DEFAULT_LABELS_FILE, ClassTable, load_wnids
 from .prompts import (POSITIVE_FLAG, Prompter, Question, parse_choice, parse_creatable_directory,
                       parse_existing_directory, parse_number_in)
 
@@ -48,6 +53,8 @@ class Answers:
     mode: str
     quality: int
     label_offset: int
+    labels_file: Path | None = None  # None: the ImageNet classes, or the class folder names
+    validation_labels_file: Path | None = None  # a `file,class` CSV for a flat validation folder
 
     @property
     def train_dir(self) -> Path | None:
@@ -94,9 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--new_width", help="width after resizing (default: the height)")
     parser.add_argument("--resize_mode", help=f"one of {', '.join(MODES)} (default stretch: aspect not kept)")
     parser.add_argument("--jpeg_q", help="JPEG quality, 1..100 (default 90, recommended)")
-    parser.add_argument("--label_offset", help="1: labels 1..1000 with 0 as background (Inception, Model Garden; "
-                        "the default); 0: labels 0..999 (TFDS, torchvision)")
+    parser.add_argument("--labels_file", help="one class per line, in label order (default: the ImageNet classes, or "
+                        "the class folder names, sorted, when they are not ImageNet wnids)")
+    parser.add_argument("--validation_labels_file", help="for a validation/ folder with no class folders: a CSV of "
+                        "'file,class' lines")
+    parser.add_argument("--label_offset", help="1: labels 1..N with 0 as background (Inception, Model Garden; "
+                        "the default); 0: labels 0..N-1 (TFDS, torchvision)")
     parser.add_argument("--yes", action="store_true", help="ask nothing: take flags, environment, then defaults")
+    add_version_flag(parser)
     parser.add_argument("--min_free_gb", type=float, metavar="GB",
                         help="before a training-set build, offer to purge memory below GB GiB available (default: "
                         f"what the build needs, {PARENT_NEED // MIB} MiB plus {WORKER_NEED // MIB} MiB a worker)")
@@ -121,6 +133,50 @@ def parse_data_dir(text: str) -> Path:
     return path
 
 
+def parse_labels_file(text: str) -> Path | None:
+    """A labels file that exists; nothing typed: none."""
+    if not text:
+        return None
+    path = Path(text).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    return path
+
+
+def parse_labels_csv(text: str) -> Path:
+    path = parse_labels_file(text)
+    if path is None:
+        raise ValueError("a 'file,class' CSV is needed")
+    return path
+
+
+def needs_labels_csv(validation_dir: Path | None) -> bool:
+    """A validation/ folder of loose files that are not ILSVRC-named: only a CSV can label them."""
+    if validation_dir is None:
+        return False
+    entries = list(validation_dir.iterdir())
+    return (not any(entry.is_dir() for entry in entries)
+            and any(not FLAT_VALIDATION_NAME.fullmatch(entry.name) for entry in entries if entry.is_file()))
+
+
+def _classes(data_dir: Path, labels_file: Path | None, validation_labels_file: Path | None) -> ClassTable:
+    """The classes the build will have, to word the questions by them."""
+    train, validation = (data_dir / name for name in ("train", "validation"))
+    where = BuildConfig(output_dir=data_dir, train_dir=train if train.is_dir() else None,
+                        validation_dir=validation if validation.is_dir() else None, labels_file=labels_file,
+                        validation_labels_file=validation_labels_file)  # the tars alone: the ImageNet classes
+    return resolve_classes(where, 1)
+
+
+def _default_classes(data_dir: Path) -> str:
+    """What Enter gives at the labels file question, in words."""
+    classes = _classes(data_dir, None, None)
+    if classes.wnids == tuple(load_wnids(DEFAULT_LABELS_FILE)):
+        return "the 1000 ImageNet classes"
+    shown = ", ".join(classes.wnids[:5]) + (", ..." if len(classes.wnids) > 5 else "")
+    return f"the {len(classes.wnids)} class folder names, sorted: {shown}"
+
+
 def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, str]) -> Answers:
     """Every answer, in the original scripts' order (the label convention last): the flag if given, else the
     terminal, else the environment variable or default."""
@@ -129,10 +185,19 @@ def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, 
         how = f"{flag} or set {variable}" if variable else flag
         return prompter.answer(Question(text, parse, default, how), getattr(args, flag.lstrip("-")), flag)
 
-    data_dir = ask("Where is the raw ImageNet data (the download target, holding train/ and validation/)?",
+    data_dir = ask("Where is the raw data (a folder holding train/ and validation/, one folder of images per class "
+                   "in each; or the download_imagenet.py target)?",
                    parse_data_dir, env.get(DATA_DIR_ENV) or None, "--data_dir", DATA_DIR_ENV)
     output_dir = ask("Where should the TFRecord files go?", parse_creatable_directory,
                      env.get(OUTPUT_DIR_ENV) or str(data_dir / "tfrecords"), "--output_directory", OUTPUT_DIR_ENV)
+    validation_dir = data_dir / "validation" if (data_dir / "validation").is_dir() else None
+    validation_labels_file = None
+    if needs_labels_csv(validation_dir):
+        validation_labels_file = ask(f"{validation_dir} has no class folders: where is the CSV that gives each file's "
+                                     "class ('file,class' lines)?", parse_labels_csv, None, "--validation_labels_file")
+    labels_file = ask(f"Labels file, one class per line in label order (Enter: {_default_classes(data_dir)})?",
+                      parse_labels_file, "", "--labels_file")
+    num_classes = len(_classes(data_dir, labels_file, validation_labels_file).wnids)
     resize = ask(f"Store pre-resized images (recommended) or the originals? ({RESIZED}/{ORIGINAL})",
                  parse_choice((RESIZED, ORIGINAL), RESIZE_ALIASES), RESIZED, "--resize") == RESIZED
     height, width, mode = 256, 256, ResizeMode.STRETCH.value
@@ -145,10 +210,11 @@ def ask_answers(args: argparse.Namespace, prompter: Prompter, env: Mapping[str, 
                    "(keep aspect, cover HxW), center_crop (shorter_side, then the centre HxW)?", parse_choice(MODES),
                    ResizeMode.STRETCH.value, "--resize_mode")
     quality = ask("JPEG quality of re-encoded images, 1..100 (90 recommended)?", parse_number_in(1, 100), "90", "--jpeg_q")
-    label_offset = ask("Label convention: 1 (labels 1..1000, 0 = background: what the Inception and Model Garden "
-                       "scripts expect) or 0 (labels 0..999: as TFDS and torchvision)?",
+    label_offset = ask(f"Label convention: 1 (labels 1..{num_classes}, 0 = background: what the Inception and Model "
+                       f"Garden scripts expect) or 0 (labels 0..{num_classes - 1}: as TFDS and torchvision)?",
                        parse_choice(LABEL_OFFSETS, LABEL_ALIASES), "1", "--label_offset")
-    return Answers(data_dir, output_dir, resize, height, width, mode, quality, int(label_offset))
+    return Answers(data_dir, output_dir, resize, height, width, mode, quality, int(label_offset), labels_file,
+                   validation_labels_file)
 
 
 def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
@@ -160,6 +226,8 @@ def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
         argv += ["--validation_directory", str(answers.validation_dir)]
     argv += answers.tar_arguments()
     argv += ["--output_directory", str(answers.output_dir)]
+    argv += ["--labels_file", str(answers.labels_file)] if answers.labels_file else []
+    argv += ["--validation_labels_file", str(answers.validation_labels_file)] if answers.validation_labels_file else []
     if (answers.data_dir / BOUNDING_BOX_FILE).is_file():
         argv += ["--bounding_box_file", str(answers.data_dir / BOUNDING_BOX_FILE)]
     for flag in ("train_shards", "validation_shards", "num_threads"):
@@ -175,14 +243,10 @@ def build_arguments(answers: Answers, args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def command_line(argv: list[str], build_script: Path) -> str:
-    """The shell command that runs the same build: this interpreter, the script (relative when below the cwd)."""
-    script = build_script.resolve()
-    try:
-        script = script.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    return shlex.join([sys.executable, str(script), *argv])
+def command_line(argv: list[str], build_command: Sequence[str]) -> str:
+    """The shell command that runs the same build from any folder: `build_command` (absolute, see
+    `commands.generate_tfrecord_protos`) and the arguments, each quoted for the shell."""
+    return shlex.join([*build_command, *argv])
 
 
 def memory_need(workers: int) -> int:
@@ -207,18 +271,22 @@ def check_memory(need: int, prompter: Prompter) -> None:
             print(f"purge_mem_caches.py: {exc}; going on with the build")
 
 
-def _run(args: argparse.Namespace, build_script: Path) -> int:
+def _run(args: argparse.Namespace, build_command: Sequence[str]) -> int:
     prompter = Prompter(interactive=sys.stdin.isatty() and not args.yes)
     answers = ask_answers(args, prompter, os.environ)
     build_argv = build_arguments(answers, args)
+    for split, folder, tar in (("validation", "validation", "val"), ("train", "train", "train")):
+        if not (answers.data_dir / folder).is_dir() and not answers.tarball(tar):
+            print(f"{answers.data_dir} holds no {folder}/ folder (nor {BUILTIN_ARCHIVES[tar].name}): the {split} "
+                  "split is skipped")
     if answers.train_dir or answers.tarball("train"):
         need = memory_need(args.num_threads or available_cpus()) if args.min_free_gb is None else args.min_free_gb * GIB
         check_memory(int(need), prompter)
-    print(f"running: {command_line(build_argv, build_script)}", flush=True)
+    print(f"running: {command_line(build_argv, build_command)}", flush=True)
     return cli.main(build_argv)
 
 
-def main(argv: list[str] | None, build_script: Path) -> int:
+def main(argv: list[str] | None, build_command: Sequence[str]) -> int:
     """Ask, print the command, run the build in this process; the exit code."""
     args = build_parser().parse_args(argv)
-    return run_command(lambda: _run(args, build_script), "\ninterrupted; nothing was built")
+    return run_command(lambda: _run(args, build_command), "\ninterrupted; nothing was built")

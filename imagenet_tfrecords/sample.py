@@ -3,13 +3,21 @@
 Real wnids, ImageNet-like sizes and JPEG settings, a flat validation folder named and
 labelled as in ILSVRC-2012, a bounding-box CSV, and one of each awkward file: CMYK,
 grayscale, progressive, a PNG named .JPEG, and a large photo.
+
+`make_sample` writes `.sample.json` last (atomically): what decides the bytes (this module's
+source, the seed, the libraries' versions) and each file's size and mtime. `find_sample` reuses
+a sample whose marker still matches, so `--sample` run again makes nothing.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import importlib.metadata
 import importlib.util
 import io
+import json
+import os
 import random
 import tarfile
 from dataclasses import dataclass, field
@@ -18,8 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from .errors import UserError
+from .errors import UserError, printable
 from .inputs.labels import DEFAULT_LABELS_FILE, DEFAULT_VALIDATION_LABELS_FILE, load_validation_labels, load_wnids
+from .storage.atomic import final_name, make_directory, write_atomically
 
 SAMPLE_WNIDS = ("n01440764", "n02119789", "n02123045", "n03255030", "n04037443")
 PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png",
@@ -27,7 +36,12 @@ PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycl
 IMAGENET_LIKE_SIZES = ((500, 375), (375, 500), (500, 333), (500, 500), (333, 500), (450, 300))
 TRAIN_PER_CLASS = 20
 VALIDATION_PER_CLASS = 4
-SPECIAL_KINDS = ("cmyk", "grayscale", "progressive", "png", "large")
+SPECIAL_KINDS = ("cmyk", "grayscale", "progressive", "png", "large")  # the first image of each class, in order
+MARKER_NAME = ".sample.json"
+CACHE_HOME_ENV = "XDG_CACHE_HOME"
+SAMPLE_CACHE = Path("imagenet-tfrecords", "sample")  # below the user's cache folder
+SAMPLE_DIR_HELP = f"${CACHE_HOME_ENV}/{SAMPLE_CACHE}, else ~/.cache/{SAMPLE_CACHE}"
+LIBRARIES = ("pillow", "numpy", "scikit-image")  # they draw, resample and encode the sample's images
 
 
 @dataclass
@@ -37,6 +51,18 @@ class Sample:
     validation_dir: Path
     bounding_box_file: Path
     special: dict[str, Path] = field(default_factory=dict)  # kind -> file
+
+
+def default_sample_dir() -> Path:
+    """Where `--sample` alone puts the sample: the user's own cache folder (XDG), never a shared one."""
+    cache = os.environ.get(CACHE_HOME_ENV, "")
+    if not os.path.isabs(cache):  # unset, or relative: the XDG spec says to ignore it
+        try:
+            cache = str(Path.home() / ".cache")
+        except RuntimeError:
+            raise UserError(f"no home folder to keep the sample in: pass --sample DIR, or set {CACHE_HOME_ENV}") \
+                from None
+    return Path(cache) / SAMPLE_CACHE
 
 
 def _photo_directory() -> Path:
@@ -85,8 +111,12 @@ def make_photo(photos: list[Image.Image], rng: random.Random, size: tuple[int, i
 def _write_if_changed(path: Path, data: bytes) -> None:
     """Write `data` unless the file already holds it: a sample made again keeps its mtimes, so a
     build of it resumes instead of seeing changed inputs."""
-    if not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data):
-        path.write_bytes(data)
+    try:
+        if not (path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data):
+            path.write_bytes(data)
+    except OSError as exc:
+        raise UserError(f"{printable(path)}: cannot write the sample ({exc.strerror or exc}); "
+                        "pass --sample a folder you can write to") from None
 
 
 def _save(image: Image.Image, path: Path, kind: str, rng: random.Random) -> None:
@@ -114,34 +144,120 @@ def _validation_numbers(wnids: tuple[str, ...]) -> dict[str, list[int]]:
     return numbers
 
 
+def _train_name(wnid: str, n: int) -> str:
+    return f"{wnid}_{1000 + 37 * n}.JPEG"
+
+
+def _layout(root: Path) -> tuple[Sample, set[Path], set[Path]]:
+    """The sample `make_sample` writes under `root`, and every file and folder in it (the marker included),
+    known without drawing an image."""
+    sample = Sample(root, root / "train", root / "validation", root / "bounding_boxes.csv")
+    sample.special = {kind: sample.train_dir / wnid / _train_name(wnid, 0)
+                      for kind, wnid in zip(SPECIAL_KINDS, SAMPLE_WNIDS, strict=True)}
+    folders = {sample.train_dir, sample.validation_dir} | {sample.train_dir / wnid for wnid in SAMPLE_WNIDS}
+    files = {sample.train_dir / wnid / _train_name(wnid, n) for wnid in SAMPLE_WNIDS for n in range(TRAIN_PER_CLASS)}
+    files |= {sample.validation_dir / f"ILSVRC2012_val_{number:08d}.JPEG"
+              for numbers in _validation_numbers(SAMPLE_WNIDS).values() for number in numbers}
+    files |= {sample.bounding_box_file, root / MARKER_NAME}
+    return sample, files, folders
+
+
+def _spec_digest(seed: int) -> str:
+    """What decides the sample's bytes: this module's code, the seed and the versions of the libraries that draw
+    and encode it (scikit-image's also those of its photos)."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for library in LIBRARIES:
+        try:
+            version = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            version = "missing"
+        digest.update(f"\0{library}={version}".encode())
+    digest.update(f"\0seed={seed}".encode())
+    return digest.hexdigest()
+
+
+def _entries(root: Path) -> list[Path]:
+    """Every file and folder below `root` (not following links), in a stable order."""
+    found = []
+    for directory, folders, files in os.walk(root):
+        folders.sort()
+        found += [Path(directory, name) for name in sorted(folders) + sorted(files)]
+    return found
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def find_sample(root: Path, seed: int = 0) -> Sample | None:
+    """The sample made earlier under `root`, if its marker says it was made as `make_sample` makes it now and
+    every file is still there as made (size and mtime), with nothing beside it; else None."""
+    try:
+        marker = json.loads((root / MARKER_NAME).read_text(encoding="utf-8"))
+        recorded = marker["files"]
+        if marker["spec"] != _spec_digest(seed) or not isinstance(recorded, dict):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    sample, files, folders = _layout(root)
+    if set(_entries(root)) != files | folders or {root / name for name in recorded} != files - {root / MARKER_NAME}:
+        return None
+    try:
+        if any(_stamp(root / name) != stamp for name, stamp in recorded.items()):
+            return None
+    except OSError:
+        return None
+    return sample
+
+
+def _refuse_foreign(root: Path, files: set[Path], folders: set[Path]) -> None:
+    """One line when `root` holds anything the sample does not make: it would be built with the sample, or
+    overwritten."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"{printable(root)}: not a folder; pass --sample a new or empty folder")
+    foreign = [path for path in _entries(root) if path not in files | folders] if root.is_dir() else []
+    if foreign:
+        raise UserError(f"{printable(foreign[0])}: not part of the sample, which needs {printable(root)} to itself; "
+                        "move it away, or pass --sample a new or empty folder")
+
+
 def make_sample(root: Path, seed: int = 0) -> Sample:
-    """Write the sample under `root` (train/, validation/, bounding_boxes.csv); deterministic."""
+    """Write the sample under `root` (train/, validation/, bounding_boxes.csv), then its marker; deterministic.
+    Files already holding the right bytes are left as they are (a sample cut short is completed); anything else
+    in `root` is refused."""
+    sample, files, folders = _layout(root)
+    if root.is_dir():  # a marker's temporary left by a run killed while writing it
+        for path in root.iterdir():
+            if final_name(path.name) == MARKER_NAME:
+                path.unlink(missing_ok=True)
+    _refuse_foreign(root, files, folders)
+    (root / MARKER_NAME).unlink(missing_ok=True)  # made again: not reused until it is whole
     rng = random.Random(seed)
     photos = _load_photos()
-    sample = Sample(root, root / "train", root / "validation", root / "bounding_boxes.csv")
-    specials = iter(SPECIAL_KINDS)
+    kinds = {path: kind for kind, path in sample.special.items()}
     box_lines = []
+    for folder in sorted(folders):
+        make_directory(folder, "the sample's folder", "; pass --sample a folder you can write to")
     for wnid in SAMPLE_WNIDS:
-        class_dir = sample.train_dir / wnid
-        class_dir.mkdir(parents=True, exist_ok=True)
         for n in range(TRAIN_PER_CLASS):
-            kind = next(specials, "plain") if n == 0 else "plain"
+            path = sample.train_dir / wnid / _train_name(wnid, n)
+            kind = kinds.get(path, "plain")
             size = (2000, 1500) if kind == "large" else rng.choice(IMAGENET_LIKE_SIZES)
-            path = class_dir / f"{wnid}_{1000 + 37 * n}.JPEG"
             _save(make_photo(photos, rng, size), path, kind, rng)
-            if kind != "plain":
-                sample.special[kind] = path
             if n < 3:
                 for _ in range(1 + (n == 0)):
                     x0, y0 = rng.uniform(0, 0.5), rng.uniform(0, 0.5)
                     x1, y1 = rng.uniform(x0 + 0.1, 1.0), rng.uniform(y0 + 0.1, 1.0)
                     box_lines.append(f"{path.name},{x0:.4f},{y0:.4f},{x1:.4f},{y1:.4f}")
-    sample.validation_dir.mkdir(parents=True, exist_ok=True)
     for numbers in _validation_numbers(SAMPLE_WNIDS).values():
         for number in numbers:
             path = sample.validation_dir / f"ILSVRC2012_val_{number:08d}.JPEG"
             _save(make_photo(photos, rng, rng.choice(IMAGENET_LIKE_SIZES)), path, "plain", rng)
     _write_if_changed(sample.bounding_box_file, ("\n".join(sorted(box_lines)) + "\n").encode())
+    made = {str(path.relative_to(root)): _stamp(path) for path in sorted(files - {root / MARKER_NAME})}
+    write_atomically(root / MARKER_NAME, json.dumps({"spec": _spec_digest(seed), "files": made}, indent=1),
+                     "the sample's marker")
     return sample
 
 

@@ -20,7 +20,9 @@ HTML_AS_TAR = "html_as_tar"  # the same page, labelled application/x-tar
 CORRUPT = "corrupt"  # the right length, one byte flipped
 BUSY_ONCE = "busy_once"  # the first GET is answered 503 with Retry-After: 1
 BUSY = "busy"  # every GET is answered so
-# A HEAD request gets the file's true headers (no fault); it is not counted by `gets`.
+FORBIDDEN = "forbidden"  # every GET is answered 403 (a login that may not download this file)
+NO_LENGTH = "no_length"  # a HEAD is answered without Content-Length (GETs are served as usual)
+# Otherwise a HEAD request gets the file's true headers (no fault); it is not counted by `gets`.
 
 
 @dataclass
@@ -87,12 +89,16 @@ class ArchiveServer:
                 data = server.files.get(name) if self.path.startswith(server.prefix + "/") else None
                 if data is None:
                     return self._send(404, b"not found\n")
+                if self.command == "HEAD" and server.faults.get(name) == NO_LENGTH:
+                    return self._send(200, b"", {"Content-Type": "application/x-tar"}, length=False)
                 with server._lock:
                     fault = server.faults.get(name) if self.command == "GET" else None
                     if fault in (CUT_ONCE, BUSY_ONCE):
                         del server.faults[name]
                 if fault in (BUSY_ONCE, BUSY):
                     return self._send(503, b"busy\n", {"Retry-After": "1"})
+                if fault == FORBIDDEN:
+                    return self._send(403, b"forbidden\n")
                 if fault in (HTML, HTML_AS_TAR):
                     kind = "text/html; charset=utf-8" if fault == HTML else "application/x-tar"
                     return self._send(200, HTML_PAGE, {"Content-Type": kind})
@@ -111,11 +117,13 @@ class ArchiveServer:
                 else:
                     self._send(206 if match else 200, body, headers)
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, cut_at: int | None = None) -> None:
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, cut_at: int | None = None,
+                      length: bool = True) -> None:
                 self.send_response(status)
                 for key, value in {"Content-Type": "text/plain", **(headers or {})}.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
+                if length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command == "HEAD":
                     return

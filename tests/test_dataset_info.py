@@ -15,7 +15,7 @@ from tfread import INCEPTION_FEATURES, decode, raw_features, read_split, shard_f
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_SNIPPET = re.compile(r"<!-- readback -->\n```python\n(.*?)```\n<!-- /readback -->", re.S)
-README_DATA = "/tmp/imagenet-sample/tfrecords"  # the directory README reads; the test puts its build there
+README_DATA = "~/.cache/imagenet-tfrecords/sample/tfrecords"  # the directory README reads; the test puts its build there
 BOX_SIDES = ("ymin", "xmin", "ymax", "xmax")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from archive_server import BUSY, BUSY_ONCE, CORRUPT, CUT_ONCE, HTML, HTML_AS_TAR, ArchiveServer
+from archive_server import BUSY, BUSY_ONCE, CORRUPT, CUT_ONCE, FORBIDDEN, HTML, HTML_AS_TAR, NO_LENGTH, ArchiveServer
 from ilsvrc_archives import BBOX, DEVKIT, TRAIN, VAL, WNIDS, Archives, make_archives, tar_bytes
 from conftest import run_build_cli
 from test_bad_input import assert_one_line_error
@@ -25,7 +25,7 @@ from test_bad_input import assert_one_line_error
 from imagenet_tfrecords.download.archives import BUILTIN_ARCHIVES
 from imagenet_tfrecords.download.credentials import Credentials
 from imagenet_tfrecords.download.fetch import RetryPolicy, download as fetch_archive, open_source
-from imagenet_tfrecords.download.space import size_text
+from imagenet_tfrecords.download.space import free_bytes, size_text
 from imagenet_tfrecords.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,9 +64,10 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
 
 
 def download(inputs: dict[str, Path], *args: str, home: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    """Run the real script without a terminal (stdin closed, no controlling tty)."""
-    command = [sys.executable, str(SCRIPT), "--checksums", str(inputs["checksums"]),
-               "--validation_labels_file", str(inputs["val_labels"]), *args]
+    """Run the real script without a terminal (stdin closed, no controlling tty); `inputs["checksums"]` None:
+    the built-in MD5 table and sizes."""
+    checksums = ["--checksums", str(inputs["checksums"])] if inputs["checksums"] else []
+    command = [sys.executable, str(SCRIPT), *checksums, "--validation_labels_file", str(inputs["val_labels"]), *args]
     return subprocess.run(command, cwd=REPO, env=environment(home or inputs["home"], **env), stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=180, start_new_session=True)
 
@@ -309,9 +310,10 @@ def test_from_dir_with_a_wrong_checksum_names_the_file(archives: Archives, input
     data = archives.files[DEVKIT]
     (tmp_path / DEVKIT).write_bytes(data[:20] + bytes([data[20] ^ 0xFF]) + data[21:])
     result = download(inputs, "--from_dir", str(tmp_path), "--files", "devkit", "--target_dir", str(tmp_path / "t"), "--yes")
-    assert result.returncode == 1
-    assert f"{tmp_path / DEVKIT}: MD5 is" in result.stderr
-    assert not (tmp_path / "t" / "ILSVRC2012_devkit_t12").exists()
+    assert_one_line_error(result, f"{tmp_path / DEVKIT}: not the file --checksums lists (MD5 is "
+                          f"{md5(tmp_path / DEVKIT)}, expected {hashlib.md5(data).hexdigest()}); put the real {DEVKIT} "
+                          f"in {tmp_path}, leave 'devkit' out of --files, or pass the right --checksums")
+    assert not (tmp_path / "t").exists()  # made by the run, left empty: removed
 
 
 def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
@@ -491,3 +493,169 @@ def test_keep_extracted_never_deletes_the_from_dir_tarballs(archives: Archives, 
     assert_one_line_error(result, "--keep extracted", str(tmp_path), "--keep both")
     assert (tmp_path / DEVKIT).read_bytes() == archives.files[DEVKIT]
     assert not (tmp_path / "t").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A function giving a fresh, empty tmpfs of the size asked for ('1m', '7g'; space is only taken when
+    written), unmounted after the test; the test is skipped where mounting needs a root we are not."""
+    mounted = []
+
+    def mount(size: str) -> Path:
+        disk = tmp_path / f"disk{len(mounted)}"
+        disk.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True,
+                              check=False)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize("no_length, needed, keep_archives", [
+    ((DEVKIT, VAL), "unknown", "about half"),
+    ((DEVKIT,), "at least {both}", "at least {val}"),
+])
+def test_sizes_the_server_does_not_give_are_unknown_never_0_bytes(
+        server: ArchiveServer, archives: Archives, inputs: dict[str, Path], tmp_path: Path,
+        no_length: tuple[str, ...], needed: str, keep_archives: str) -> None:
+    for name in no_length:
+        server.faults[name] = NO_LENGTH
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "devkit,val",
+                      "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    val = len(archives.files[VAL])
+    needed, keep_archives = (text.format(both=size_text(2 * val), val=size_text(val)) for text in (needed, keep_archives))
+    lines = result.stdout.splitlines()
+    assert f"  {DEVKIT} (size unknown): download, unpack" in lines
+    space = [line for line in lines if line.startswith("space needed: ")]
+    assert len(space) == 1 and re.fullmatch(
+        re.escape(f"space needed: {needed} (the server gives no size for {', '.join(no_length)}), ")
+        + r"[\d.]+ [KMG]iB" + re.escape(f" free in {target}"), space[0]), result.stdout
+    assert f"  to save space: --keep archives needs only {keep_archives} (nothing unpacked" in result.stdout
+    assert " 0 B" not in result.stdout
+    assert [r.method for r in server.requests if r.path.endswith(DEVKIT)] == ["HEAD", "GET"]
+    assert (target / "ILSVRC2012_devkit_t12" / "readme.txt").is_file()
+    assert md5(target / VAL) == hashlib.md5(archives.files[VAL]).hexdigest()
+
+
+@pytest.mark.parametrize("key, name", [("val", VAL), ("train", TRAIN), (None, VAL)])
+def test_from_dir_tarballs_of_another_size_are_not_the_ilsvrc_archives(
+        archives: Archives, inputs: dict[str, Path], tmp_path: Path, key: str | None, name: str) -> None:
+    """The small look-alikes under the real names with the built-in table: named at once, not a disk shortfall
+    (the published 138 GiB of the train tar) and no MD5 of the rest first; None: all four, val is the first
+    with a published size."""
+    tarballs, target = tmp_path / "tarballs", tmp_path / "imagenet"
+    tarballs.mkdir()
+    for archive_name, data in archives.files.items():
+        (tarballs / archive_name).write_bytes(data)
+    published = next(a for a in BUILTIN_ARCHIVES.values() if a.name == name)
+    files = ["--files", key] if key else []
+    result = download({**inputs, "checksums": None}, "--from_dir", str(tarballs), *files, "--target_dir", str(target),
+                      "--yes")
+    assert_one_line_error(result)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tarballs / name}: not the ILSVRC-2012 archive ({len(archives.files[name]):,} bytes, expected "
+        f"{published.size:,} with MD5 {published.md5}); put the real {name} in {tarballs}, leave "
+        f"'{published.key}' out of --files, or pass the right --checksums")
+    assert "disk space" not in result.stderr and result.stdout == ""
+    assert not target.exists()
+
+
+def test_from_dir_tarball_with_another_md5_is_not_the_ilsvrc_archive(archives: Archives, inputs: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    """The devkit has no published size: the built-in MD5 tells."""
+    (tmp_path / DEVKIT).write_bytes(archives.files[DEVKIT])
+    target = tmp_path / "imagenet"
+    result = download({**inputs, "checksums": None}, "--from_dir", str(tmp_path), "--files", "devkit",
+                      "--target_dir", str(target), "--yes")
+    assert_one_line_error(result)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / DEVKIT}: not the ILSVRC-2012 archive (MD5 is {md5(tmp_path / DEVKIT)}, expected "
+        f"{BUILTIN_ARCHIVES['devkit'].md5}); put the real {DEVKIT} in {tmp_path}, leave 'devkit' out of --files, "
+        "or pass the right --checksums")
+    assert not target.exists()
+
+
+def test_too_little_disk_is_said_before_a_user_id_or_key_is_asked(small_disk, inputs: dict[str, Path]) -> None:
+    """On a terminal, no login in the environment: the published size of the val tar does not fit, and that
+    is all the user sees; nothing is asked, nothing is made, the server is never asked."""
+    disk = small_disk("1m")
+    target = disk / "imagenet"
+    child = pexpect.spawn(
+        sys.executable,
+        [str(SCRIPT), "--base_url", f"http://127.0.0.1:{closed_port()}/data", "--files", "val",
+         "--target_dir", str(target), "--validation_labels_file", str(inputs["val_labels"])],
+        cwd=str(REPO), env=environment(inputs["home"]), encoding="utf-8", timeout=60, dimensions=(40, 250))
+    transcript = io.StringIO()
+    child.logfile_read = transcript
+    try:
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    shown = transcript.getvalue()
+    assert child.exitstatus == 1, shown
+    error = (f"error: {target}: not enough disk space to carry out this plan: needs "
+             f"{size_text(2 * BUILTIN_ARCHIVES['val'].size)}, {size_text(free_bytes(disk))} free; free some space or "
+             "pick another --target_dir")
+    assert shown.splitlines() == [error]
+    assert list(disk.iterdir()) == []
+
+
+def _target_before(case: str, root: Path) -> Path:
+    """The --target_dir of a failed-login run: made by the run (two folders deep), or there before, empty."""
+    root.mkdir()
+    if case == "made":
+        return root / "new" / "imagenet"
+    (root / "imagenet").mkdir()
+    return root / "imagenet"
+
+
+@pytest.mark.parametrize("case", ["made", "there_before"])
+def test_a_login_refused_leaves_no_empty_target_folder(server: ArchiveServer, inputs: dict[str, Path], tmp_path: Path,
+                                                       case: str) -> None:
+    """HEAD is let through, the download answered 403: the folders the run made are gone, one there before stays."""
+    server.faults[VAL] = FORBIDDEN
+    target = _target_before(case, tmp_path / "root")
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "val", "--yes",
+                      IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert_one_line_error(result)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {server.base_url}/{VAL}: wrong user ID or access key (HTTP 403); "
+        "check --user/IMAGENET_USER and IMAGENET_ACCESS_KEY/~/.netrc")
+    assert [r.method for r in server.requests] == ["HEAD", "GET"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == (
+        ["root"] if case == "made" else ["root", "root/imagenet"])
+
+
+def test_a_made_target_folder_with_a_finished_download_in_it_stays(server: ArchiveServer, archives: Archives,
+                                                                   inputs: dict[str, Path], tmp_path: Path) -> None:
+    server.faults[VAL] = FORBIDDEN
+    target = tmp_path / "imagenet"
+    result = download(inputs, "--base_url", server.base_url, "--target_dir", str(target), "--files", "devkit,val",
+                      "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=SECRET)
+    assert_one_line_error(result, f"{VAL}: wrong user ID or access key (HTTP 403)")
+    assert md5(target / DEVKIT) == hashlib.md5(archives.files[DEVKIT]).hexdigest()
+    assert sorted(p.name for p in target.iterdir()) == [".imagenet_download", DEVKIT]
+
+
+def test_a_wrong_key_on_the_first_download_leaves_no_target_folder(small_disk, server: ArchiveServer,
+                                                                   inputs: dict[str, Path]) -> None:
+    """The val tar's size is published, so no HEAD comes first: the refused GET is the first request."""
+    disk = small_disk("7g")  # room for the published 6.3 GiB; a tmpfs takes memory only for what is written
+    target = disk / "imagenet"
+    wrong = "not-the-Key-7788"
+    result = download({**inputs, "checksums": None}, "--base_url", server.base_url, "--target_dir", str(target),
+                      "--files", "val", "--keep", "archives", "--yes", IMAGENET_USER=USER, IMAGENET_ACCESS_KEY=wrong)
+    assert_one_line_error(result)
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {server.base_url}/{VAL}: wrong user ID or access key (HTTP 401); "
+        "check --user/IMAGENET_USER and IMAGENET_ACCESS_KEY/~/.netrc")
+    assert wrong not in result.stdout + result.stderr
+    assert [(r.method, r.authorized) for r in server.requests] == [("GET", False)]
+    assert list(disk.iterdir()) == []

@@ -14,7 +14,7 @@ from imagenet_tfrecords.download.archives import looks_like_html, parse_file_key
 from imagenet_tfrecords.download.checksums import read_md5sum_file
 from imagenet_tfrecords.download.fetch import check_base_url
 from imagenet_tfrecords.download.pipeline import (KEEP_ARCHIVES, KEEP_BOTH, KEEP_EXTRACTED, ArchiveTask, DownloadConfig,
-                                                  ensure_plan_fits, space_needed)
+                                                  ensure_plan_fits, plan_archives, space_lines, space_needed)
 from imagenet_tfrecords.download.space import GIB, ensure_free_space, free_bytes, size_text
 from imagenet_tfrecords.inputs.tar_members import safe_path
 from imagenet_tfrecords.errors import UserError
@@ -156,3 +156,32 @@ def test_a_plan_too_big_for_the_disk_names_keep_archives_when_that_fits(tmp_path
         ensure_plan_fits(DownloadConfig(tmp_path / "t", (train,), "http://mirror"), tasks)
     ensure_plan_fits(DownloadConfig(tmp_path / "t", (train,), "http://mirror", keep=KEEP_ARCHIVES),
                      [dataclasses.replace(tasks[0], unpack=False)])
+
+
+def test_a_plan_with_sizes_not_known_yet_needs_at_least_the_known_ones(tmp_path: Path) -> None:
+    """Before the login (no HEAD yet) the devkit's size is unknown: the train tar alone is too big, said as a floor."""
+    devkit, train = select_archives(["devkit", "train"], None)
+    tasks = [ArchiveTask(devkit, tmp_path / devkit.name, True, False, True),
+             ArchiveTask(train, tmp_path / train.name, True, False, False, 0, free_bytes(tmp_path) + GIB)]
+    with pytest.raises(UserError, match=r"to carry out this plan: needs at least [\d.]+ GiB, [\d.]+ [KMG]iB free;"):
+        ensure_plan_fits(DownloadConfig(tmp_path / "t", (devkit, train), "http://mirror", keep=KEEP_ARCHIVES), tasks)
+    ensure_plan_fits(DownloadConfig(tmp_path / "t", (devkit,), "http://mirror"), tasks[:1])  # a floor of 0 fits
+
+
+def test_space_lines_with_no_size_known_say_unknown(tmp_path: Path) -> None:
+    devkit, bbox = select_archives(["devkit", "bbox"], None)
+    tasks = [ArchiveTask(a, tmp_path / a.name, True, False, True) for a in (devkit, bbox)]
+    first, keep = space_lines(DownloadConfig(tmp_path, (devkit, bbox), "http://mirror"), tasks)
+    assert first.startswith(f"space needed: unknown (the server gives no size for {devkit.name}, {bbox.name}), ")
+    assert keep.startswith("  to save space: --keep archives needs only about half (nothing unpacked")
+
+
+def test_a_tarball_in_the_target_of_another_size_is_refused_before_any_hashing(tmp_path: Path) -> None:
+    (tmp_path / "ILSVRC2012_img_val.tar").write_bytes(b"x" * 10_240)
+    config = DownloadConfig(tmp_path, select_archives(["val"], None), "http://mirror")
+    with pytest.raises(UserError) as raised:
+        plan_archives(config)
+    assert str(raised.value) == (
+        f"{tmp_path / 'ILSVRC2012_img_val.tar'}: not the ILSVRC-2012 archive (10,240 bytes, expected 6,744,924,160 "
+        "with MD5 29b22e2961454d5413ddabcf34fc5622); delete it (a re-run downloads it again) or replace it with "
+        "a good copy, or pass the right --checksums")

@@ -21,8 +21,9 @@ GENERATE = str(ROOT / "generate_tfrecord_protos.py")
 SMALL = ["--train_shards", "2", "--validation_shards", "1", "--num_threads", "1"]
 FITTED = ["train-00000-of-00001", "validation-00000-of-00001"]  # the sample's 100 and 20 images, no shard flags
 PROMPTS = (  # the questions, in the order they must come
-    "Where is the raw ImageNet data",
+    "Where is the raw data",
     "Where should the TFRecord files go?",
+    "Labels file, one class per line",
     "Store pre-resized images (recommended) or the originals?",
     "Height after resizing",
     "Width after resizing",
@@ -72,9 +73,9 @@ def session(sample: Sample, tmp_path_factory: pytest.TempPathFactory) -> dict:
         seen.append(shown)
         assert shown == expected, f"expected {expected!r}, got {shown!r}; so far {seen}"
 
-    def answer(question: str, reply: str) -> str:
+    def answer(question: str, reply: str, end: str = "] ") -> str:
         shows(question)
-        child.expect_exact("? " if question == PROMPTS[0] else "] ")  # the data dir has no default here
+        child.expect_exact("? " if question == PROMPTS[0] else end)  # the data dir has no default here
         prompt = question + child.before + child.after
         child.sendline(reply)
         return prompt
@@ -85,18 +86,19 @@ def session(sample: Sample, tmp_path_factory: pytest.TempPathFactory) -> dict:
     shows("holds neither train/ nor validation/")
     answer(PROMPTS[0], str(sample.root))
     output_prompt = answer(PROMPTS[1], str(out))
-    resize_prompt = answer(PROMPTS[2], "")
-    height_prompt = answer(PROMPTS[3], "abc")
+    labels_prompt = answer(PROMPTS[2], "", "? ")
+    resize_prompt = answer(PROMPTS[3], "")
+    height_prompt = answer(PROMPTS[4], "abc")
     shows("not a whole number")
-    answer(PROMPTS[3], "224")
-    width_prompt = answer(PROMPTS[4], "")
-    mode_prompt = answer(PROMPTS[5], "")
-    answer(PROMPTS[6], "150")
+    answer(PROMPTS[4], "224")
+    width_prompt = answer(PROMPTS[5], "")
+    mode_prompt = answer(PROMPTS[6], "")
+    answer(PROMPTS[7], "150")
     shows("must be in 1..100")
-    answer(PROMPTS[6], "")
-    label_prompt = answer(PROMPTS[7], "2")
+    answer(PROMPTS[7], "")
+    label_prompt = answer(PROMPTS[8], "2")
     shows("not one of 1, 0")
-    answer(PROMPTS[7], "0")
+    answer(PROMPTS[8], "0")
     child.expect_exact("running: ")
     child.expect_exact("\r\n")
     command = child.before
@@ -104,7 +106,8 @@ def session(sample: Sample, tmp_path_factory: pytest.TempPathFactory) -> dict:
     child.close()
     return {"out": out, "command": command, "exit": child.exitstatus, "output_prompt": output_prompt,
             "resize_prompt": resize_prompt, "height_prompt": height_prompt, "width_prompt": width_prompt,
-            "mode_prompt": mode_prompt, "label_prompt": label_prompt}
+            "mode_prompt": mode_prompt, "label_prompt": label_prompt,
+            "labels_prompt": labels_prompt}
 
 
 def test_prompts_show_defaults_and_the_build_succeeds(session: dict, sample: Sample) -> None:
@@ -116,12 +119,13 @@ def test_prompts_show_defaults_and_the_build_succeeds(session: dict, sample: Sam
     assert "[224]" in session["width_prompt"]  # the width follows the height typed
     assert all(mode in session["mode_prompt"] for mode in ("stretch", "shorter_side", "center_crop"))
     assert all(word in session["label_prompt"] for word in ("1..1000", "background", "0..999", "TFDS", "[1]"))
+    assert "Enter: the 1000 ImageNet classes" in session["labels_prompt"]
     assert sorted(shard_bytes(session["out"])) == FITTED  # shard counts fitted to the sample
 
 
 def test_printed_command_has_the_answers(session: dict, sample: Sample) -> None:
     argv = shlex.split(session["command"])
-    assert argv[:2] == [sys.executable, "build_imagenet_data.py"]
+    assert argv[:2] == [sys.executable, str(ROOT / "build_imagenet_data.py")]  # runs from any folder
     flags = dict(zip(argv[2:-1], argv[3:], strict=True))  # each word with the next one
     assert flags["--train_directory"] == str(sample.train_dir)
     assert flags["--validation_directory"] == str(sample.validation_dir)

@@ -17,6 +17,7 @@ from conftest import REPO, run_build_cli, sample_args
 from imagenet_tfrecords.build import OPTION_FLAGS, BuildConfig
 from imagenet_tfrecords.commands import INTERRUPTED_AT_START
 from imagenet_tfrecords.errors import RESUME_HINT
+from imagenet_tfrecords.inputs.labels import ClassTable
 from test_bad_input import assert_one_line_error
 
 LOG_LINE = re.compile(r"\d\d:\d\d:\d\d ")  # the build's progress and warning lines (cli's logging format)
@@ -90,7 +91,7 @@ def test_ctrl_c_while_workers_start_prints_only_the_resume_hint(sample, tmp_path
 
 def test_every_build_option_is_named_by_what_users_know() -> None:
     """A new option without a name in OPTION_FLAGS would be refused by its internal dotted name."""
-    options = BuildConfig(output_dir=Path("out")).manifest_options()
+    options = BuildConfig(output_dir=Path("out")).manifest_options(ClassTable(("cats", "dogs"), ("cats", "dogs")))
     dotted = {f"{key}.{inner}" for key, value in options.items() if isinstance(value, dict) for inner in value}
     dotted |= {key for key, value in options.items() if not isinstance(value, dict)}
     assert dotted == set(OPTION_FLAGS)

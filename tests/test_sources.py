@@ -10,9 +10,10 @@ import pytest
 from imagenet_tfrecords.errors import UserError
 from imagenet_tfrecords.inputs.labels import ClassTable
 from imagenet_tfrecords.inputs.folders import scan_flat_validation, scan_split
+from imagenet_tfrecords.inputs.validation_labels import FlatLabels
 
 CLASSES = ClassTable(("n01440764", "n02119789"), ("tench", "kit fox"))
-LABELS = ["n02119789", "n01440764", "n09999999"]
+LABELS = FlatLabels(["n02119789", "n01440764", "n09999999"])
 
 
 def test_flat_validation_is_labelled_by_file_number() -> None:
@@ -25,7 +26,7 @@ def test_flat_validation_is_labelled_by_file_number() -> None:
                                           (np.zeros((1, 2), np.int64), "/val.tar[ILSVRC2012_val_00000003.JPEG]")])
 def test_an_unknown_label_names_the_file_or_member(members, where: str) -> None:
     root = Path("/val.tar") if members is not None else Path("/val")
-    with pytest.raises(UserError, match="n09999999 is not a synset") as caught:
+    with pytest.raises(UserError, match="n09999999 is not a class of the labels file") as caught:
         scan_flat_validation(root, CLASSES, ["ILSVRC2012_val_00000003.JPEG"], LABELS, members)
     assert str(caught.value).startswith(where + ":")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from ..commands import add_version_flag
 from ..errors import run_command
 from ..generate import DATA_DIR_ENV
 from ..inputs.labels import DEFAULT_VALIDATION_LABELS_FILE
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"The user ID may come from {USER_ENV}, the access key from {SECRET_ENV} or ~/.netrc "
         "(never from the command line); anything missing is asked for on the terminal.",
     )
+    add_version_flag(parser)
     parser.add_argument("--user", help=f"ImageNet user ID (default: {USER_ENV}, ~/.netrc, or ask); '' for a mirror without login")
     parser.add_argument("--target_dir", type=Path,
                         help=f"where archives and unpacked images go (asked if missing; offered: ${DATA_DIR_ENV} "
@@ -86,6 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     if not any(task.pending for task in tasks):
         print(f"nothing to do: {', '.join(a.name for a in config.archives)} done already in {config.target_dir}")
         return 0
+    ensure_plan_fits(config, tasks)  # with the sizes known so far, before a user ID or key is asked for
     fetching = any(task.fetch for task in tasks)
     source = open_source(config.base_url, resolve_credentials(config.base_url, args.user)) if fetching else None
     with source or nullcontext():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from ..errors import UserError
 from ..inputs.labels import DEFAULT_LABELS_FILE, load_validation_labels, load_wnids
 from ..storage.atomic import make_directory
 from . import state
-from .archives import Archive, looks_like_html
+from .archives import BUILTIN_ARCHIVES, Archive, looks_like_html
 from .checksums import md5_of_file
 from .fetch import ArchiveSource, download, remote_size
 from .space import GIB, ensure_free_space, free_bytes, size_text
@@ -67,6 +69,11 @@ class ArchiveTask:
     def pending(self) -> bool:
         return self.fetch or self.verify or self.unpack
 
+    @property
+    def size_unknown(self) -> bool:
+        """A download whose length neither the table nor the server gives."""
+        return self.fetch and self.size is None
+
     def describe(self) -> str:
         steps = []
         if self.fetch:
@@ -77,6 +84,30 @@ class ArchiveTask:
         if self.unpack:
             steps.append("unpack")
         return f"{self.archive.name} ({size_text(self.size)}): {', '.join(steps) or 'done already'}"
+
+
+def _what_to_do(config: DownloadConfig, archive: Archive) -> str:
+    """The end of the line saying a file on disk is not `archive`."""
+    if config.from_dir:
+        return (f"put the real {archive.name} in {config.from_dir}, leave '{archive.key}' out of --files, "
+                "or pass the right --checksums")
+    return "delete it (a re-run downloads it again) or replace it with a good copy, or pass the right --checksums"
+
+
+def _not_the_archive(config: DownloadConfig, archive: Archive, path: Path, found: str) -> UserError:
+    """One line: `path` is not `archive` (`found`: what it is instead, against what was expected), and what to do."""
+    builtin = archive.md5 == BUILTIN_ARCHIVES[archive.key].md5
+    listed = "the ILSVRC-2012 archive" if builtin else "the file --checksums lists"
+    return UserError(f"{path}: not {listed} ({found}); {_what_to_do(config, archive)}")
+
+
+def _check_size(config: DownloadConfig, archive: Archive, path: Path) -> int:
+    """The bytes of `path`, refused at once when the archive's published size says it is another file."""
+    size = path.stat().st_size
+    if archive.size is not None and size != archive.size:
+        raise _not_the_archive(config, archive, path,
+                               f"{size:,} bytes, expected {archive.size:,} with MD5 {archive.md5}")
+    return size
 
 
 def plan_archives(config: DownloadConfig) -> list[ArchiveTask]:
@@ -101,8 +132,8 @@ def plan_archives(config: DownloadConfig) -> list[ArchiveTask]:
         present = source.is_file()
         part = source.with_name(source.name + ".part")
         resume_from = part.stat().st_size if not present and part.is_file() else 0
+        size = _check_size(config, archive, source) if present else archive.size
         verified = present and state.is_verified(config.target_dir, archive, source)
-        size = archive.size or (source.stat().st_size if present else None)
         tasks.append(ArchiveTask(archive, source, not present, present and not verified, config.extract,
                                  resume_from, size))
     return tasks
@@ -116,7 +147,8 @@ def with_remote_sizes(tasks: list[ArchiveTask], source: ArchiveSource) -> list[A
 
 def space_needed(tasks: list[ArchiveTask], keep: str) -> int:
     """The most bytes the plan adds to the disk at any moment: the downloads, then each unpack (about the
-    archive's size); with --keep extracted an archive in the target is deleted once it is unpacked."""
+    archive's size); with --keep extracted an archive in the target is deleted once it is unpacked.
+    A size not known counts as 0, so with `size_unknown` tasks this is a lower bound."""
     added = sum(max((task.size or 0) - task.resume_from, 0) for task in tasks if task.fetch)
     peak = added
     for task in tasks:
@@ -132,23 +164,35 @@ def _archives_only(tasks: list[ArchiveTask]) -> int:
     return space_needed([replace(task, unpack=False) for task in tasks], KEEP_ARCHIVES)
 
 
+def _amount(needed: int, tasks: list[ArchiveTask], none_known: str = "unknown") -> str:
+    """`needed` in words, 'at least' it when some download's size is not known, `none_known` when no size
+    counted is."""
+    if not any(task.size_unknown for task in tasks):
+        return size_text(needed)
+    return f"at least {size_text(needed)}" if needed else none_known
+
+
 def space_lines(config: DownloadConfig, tasks: list[ArchiveTask]) -> list[str]:
     """The plan's lines about disk space: what it needs against what is free, and what --keep would save."""
     needed, free = space_needed(tasks, config.keep), free_bytes(config.target_dir)
-    lines = [f"space needed: {size_text(needed)}, {size_text(free)} free in {config.target_dir}"]
+    unknown = ", ".join(task.archive.name for task in tasks if task.size_unknown)
+    why = f" (the server gives no size for {unknown})" if unknown else ""
+    lines = [f"space needed: {_amount(needed, tasks)}{why}, {size_text(free)} free in {config.target_dir}"]
     if config.keep == KEEP_BOTH and any(task.unpack for task in tasks):
-        lines.append(f"  to save space: --keep archives needs only {size_text(_archives_only(tasks))} (nothing "
+        archives_only = _amount(_archives_only(tasks), tasks, "about half")
+        lines.append(f"  to save space: --keep archives needs only {archives_only} (nothing "
                      "unpacked: the builder reads the tars in place with --train_tar, --validation_tar, --devkit, "
                      "--bbox_tar); --keep extracted deletes each archive once it is unpacked")
     return lines
 
 
 def ensure_plan_fits(config: DownloadConfig, tasks: list[ArchiveTask]) -> None:
-    """A UserError when the plan needs more than the free space, naming --keep archives when that would fit."""
-    archives_only = _archives_only(tasks)
-    instead = f", or pass --keep archives (needs {size_text(archives_only)})" \
+    """A UserError when the plan needs more than the free space, naming --keep archives when that would fit;
+    sizes not known yet count as 0 (the check is made again once the server has given them)."""
+    archives_only, at_least = _archives_only(tasks), any(task.size_unknown for task in tasks)
+    instead = f", or pass --keep archives (needs {'at least ' if at_least else ''}{size_text(archives_only)})" \
         if config.keep != KEEP_ARCHIVES and archives_only <= free_bytes(config.target_dir) else ""
-    ensure_free_space(config.target_dir, space_needed(tasks, config.keep), "carry out this plan", instead)
+    ensure_free_space(config.target_dir, space_needed(tasks, config.keep), "carry out this plan", instead, at_least)
 
 
 def builder_command(tasks: list[ArchiveTask]) -> str:
@@ -179,7 +223,7 @@ def _unpack_options(config: DownloadConfig, tasks: list[ArchiveTask]) -> UnpackO
     )
 
 
-def _verify(task: ArchiveTask) -> None:
+def _verify(config: DownloadConfig, task: ArchiveTask) -> None:
     archive, source = task.archive, task.source
     with open(source, "rb") as handle:
         if looks_like_html(handle.read(512)):
@@ -187,23 +231,47 @@ def _verify(task: ArchiveTask) -> None:
                             "delete it and run again")
     actual = md5_of_file(source).hexdigest()
     if actual != archive.md5:
-        raise UserError(f"{source}: MD5 is {actual}, expected {archive.md5}; delete it (a re-run downloads it "
-                        "again) or replace it with a good copy, or pass the right --checksums")
+        raise _not_the_archive(config, archive, source, f"MD5 is {actual}, expected {archive.md5}")
     log.info("%s: MD5 ok", source)
+
+
+@contextmanager
+def _target_folder(target: Path) -> Iterator[None]:
+    """Make `target` and its missing parents; when the block fails, remove those of them still empty (a
+    folder that was there before, or holds anything, stays)."""
+    made = []
+    folder = target
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    make_directory(target, "the target directory", "; pick another --target_dir")
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or gone already
+                break
+        raise
 
 
 def run(config: DownloadConfig, tasks: list[ArchiveTask], source: ArchiveSource | None) -> None:
     """Fetch (from `source`) or check every archive of the plan, then unpack each once; with --keep extracted
     delete each archive once it is unpacked."""
+    with _target_folder(config.target_dir):
+        _run_tasks(config, tasks, source)
+
+
+def _run_tasks(config: DownloadConfig, tasks: list[ArchiveTask], source: ArchiveSource | None) -> None:
     target = config.target_dir
-    make_directory(target, "the target directory", "; pick another --target_dir")
     ensure_plan_fits(config, tasks)
     options = _unpack_options(config, tasks)
     for task in tasks:
         if task.fetch:
             download(source, task.archive, task.source)
         elif task.verify:
-            _verify(task)
+            _verify(config, task)
         if task.fetch or task.verify:
             state.record_verified(target, task.archive, task.source)
     for task in tasks:

@@ -28,12 +28,12 @@ def size_text(size: int | None) -> str:
     return f"{size} B"
 
 
-def ensure_free_space(directory: Path, needed: int, what: str, instead: str = "") -> None:
+def ensure_free_space(directory: Path, needed: int, what: str, instead: str = "", at_least: bool = False) -> None:
     """UserError when `directory` has fewer than `needed` free bytes for `what`; `instead` ends the line
-    with another way out."""
+    with another way out; `at_least`: `needed` leaves out sizes not known yet."""
     free = free_bytes(directory)
     if needed > free:
         raise UserError(
-            f"{directory}: not enough disk space to {what}: needs {needed / GIB:.2f} GiB, "
-            f"{free / GIB:.2f} GiB free; free some space or pick another --target_dir{instead}"
+            f"{directory}: not enough disk space to {what}: needs {'at least ' if at_least else ''}"
+            f"{size_text(needed)}, {size_text(free)} free; free some space or pick another --target_dir{instead}"
         )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+from ..commands import add_version_flag
 from ..errors import UserError, run_command
 from ..prompts import Prompter, Question, flag_type, parse_number_in
 from .memory import GIB, container_hint, format_memory_table, gib, knobs, read_memory, uses_sudo, write_knobs
@@ -33,8 +34,10 @@ class PurgeOptions:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Free host memory before or after an ImageNet build: report memory, sync and drop the page cache "
-        "(as root, or through sudo), and offer to end idle leftover python/TensorFlow processes of yours.",
+        "(as root, or through sudo), and offer to end idle leftover python/TensorFlow processes of yours: never "
+        "one whose parent or session leader is alive and not offered too (a test's servers, a shell's jobs).",
     )
+    add_version_flag(parser)
     parser.add_argument("--threshold", type=float, metavar="GB",
                         help="drop the cache only when less than GB GiB of memory is available")
     parser.add_argument("--yes", action="store_true",

@@ -14,6 +14,7 @@ from ..storage.urls import filesystem, object_stamp, store_errors
 from .folders import scan_flat_validation
 from .labels import ClassTable
 from .split_images import Ignored, SplitImages, is_image_name
+from .validation_labels import FlatLabels
 
 
 def _listing(url: str) -> dict[str, dict]:
@@ -30,7 +31,7 @@ def _stamps(infos: list[dict]) -> np.ndarray:
     return np.asarray([object_stamp(info) for info in infos], dtype=np.int64).reshape(-1, 2)
 
 
-def scan_bucket_split(split: str, url: str, classes: ClassTable, validation_wnids: list[str] | None) -> SplitImages:
+def scan_bucket_split(split: str, url: str, classes: ClassTable, validation_labels: FlatLabels | None) -> SplitImages:
     """A split's images under `url`; entries not taken counted as on disk (a folder inside a class as
     `wnid/folder/`, once)."""
     url = url.rstrip("/")
@@ -54,13 +55,13 @@ def scan_bucket_split(split: str, url: str, classes: ClassTable, validation_wnid
             ignored.add(name)
     if loose and images:
         raise UserError(f"{url}: holds both class folders and loose images ({loose[0]}); keep one layout")
-    if loose and validation_wnids is None:
-        raise UserError(f"{url}: loose images but no class folders; put them in <wnid>/ folders")
+    if loose and validation_labels is None:
+        raise UserError(f"{url}: loose images but no class folders; put them in one folder per class")
     if not loose and not images:
         raise UserError(f"{url}: the {split} split has no images; check the URL")
     taken = loose or images
     if loose:
-        found = scan_flat_validation(url, classes, loose, validation_wnids, ignored=Ignored.of(sorted(ignored), url, False))
+        found = scan_flat_validation(url, classes, loose, validation_labels, ignored=Ignored.of(sorted(ignored), url, False))
     else:
         for wnid in sorted({name.split("/", 1)[0] for name in images}):
             if wnid not in index:

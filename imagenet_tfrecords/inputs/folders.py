@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..errors import UserError, printable
 from .ilsvrc_names import FLAT_VALIDATION_NAME
 from .labels import ClassTable
 from .split_images import Ignored, SplitImages, is_image_name, where
+from .validation_labels import FlatLabels, classes_by_name
 
 
 @dataclass
@@ -111,29 +113,41 @@ def scan_class_tree(root: Path, classes: ClassTable, subdirs: list[str], root_ig
     return SplitImages(root, names, found, ignored=Ignored.of(ignored, root, False))
 
 
-def scan_flat_validation(root: Path, classes: ClassTable, images: list[str], validation_wnids: list[str],
+def _class_by_number(name: str, labels: FlatLabels, where_of: Callable[[str], str]) -> str:
+    """The class of an ILSVRC-named validation file, by its number."""
+    match = FLAT_VALIDATION_NAME.fullmatch(name)
+    if not match:
+        raise UserError(
+            f"{where_of(name)}: cannot tell the class of a file outside a class folder; put the files in class "
+            "folders, or pass --validation_labels_file with a 'file,class' line per file (only ILSVRC names, "
+            "ILSVRC2012_val_NNNNNNNN.JPEG, are labelled by their number)"
+        )
+    number = int(match.group(1))
+    if not 1 <= number <= len(labels.by_number):
+        raise UserError(f"{where_of(name)}: the validation label file has no line {number}; "
+                        "pass the right --validation_labels_file")
+    return labels.by_number[number - 1]
+
+
+def scan_flat_validation(root: Path | str, classes: ClassTable, images: list[str], labels: FlatLabels,
                          members: np.ndarray | None = None, ignored: Ignored = Ignored()) -> SplitImages:
-    """Label flat ILSVRC validation files (in folder `root`, or archive `root` at `members`) by number."""
+    """Label flat validation files (in folder `root`, or archive `root` at `members`): by the `file,class`
+    CSV, or by the number in their ILSVRC names."""
     index = classes.index_of()
-    labels: list[int] = []
     in_archive = members is not None
-    for name in images:
-        match = FLAT_VALIDATION_NAME.fullmatch(name)
-        if not match:
-            raise UserError(
-                f"{where(root, name, in_archive)}: cannot tell the class of a file outside a class folder "
-                "(flat validation files are named ILSVRC2012_val_NNNNNNNN.JPEG)"
-            )
-        number = int(match.group(1))
-        if not 1 <= number <= len(validation_wnids):
-            raise UserError(f"{where(root, name, in_archive)}: the validation label file has no line {number}; "
-                            "pass the right --validation_labels_file")
-        wnid = validation_wnids[number - 1]
+
+    def where_of(name: str) -> str:
+        return where(root, name, in_archive)
+
+    if labels.by_name is not None:
+        found = classes_by_name(root, images, labels, where_of)
+    else:
+        found = [_class_by_number(name, labels, where_of) for name in images]
+    for name, wnid in zip(images, found):
         if wnid not in index:
-            raise UserError(f"{where(root, name, in_archive)}: its validation label {wnid} is not a synset "
-                            "of the labels file")
-        labels.append(index[wnid])
-    return SplitImages(root, images, np.asarray(labels, dtype=np.int32), members, ignored)
+            raise UserError(f"{where_of(name)}: its validation label {wnid} is not a class of the labels file "
+                            "(or of the class folders)")
+    return SplitImages(root, images, np.asarray([index[w] for w in found], dtype=np.int32), members, ignored)
 
 
 def resolve(path: Path) -> Path:
@@ -144,12 +158,12 @@ def resolve(path: Path) -> Path:
         raise UserError(f"{printable(path)}: a symbolic link loop; pass the real file or folder") from None
 
 
-def scan_split(split: str, root: Path, classes: ClassTable, validation_wnids: list[str] | None) -> SplitImages:
+def scan_split(split: str, root: Path, classes: ClassTable, validation_labels: FlatLabels | None) -> SplitImages:
     """Find one split's images; class folders if there are any, else the flat ILSVRC validation layout."""
     root = resolve(root)
     if not root.is_dir():
         what = "is a file, not a directory" if root.exists() else "directory not found"
-        raise UserError(f"{printable(root)}: {split} {what}; pass the folder that holds the <wnid>/ class folders")
+        raise UserError(f"{printable(root)}: {split} {what}; pass the folder that holds one folder per class")
     listing = _list_folder(root)
     subdirs = sorted(listing.folders)
     if subdirs and listing.images:
@@ -157,12 +171,12 @@ def scan_split(split: str, root: Path, classes: ClassTable, validation_wnids: li
                         "keep one layout")
     if subdirs:
         found = scan_class_tree(root, classes, subdirs, listing.others)
-    elif listing.images and validation_wnids is not None:
-        found = scan_flat_validation(root, classes, listing.images, validation_wnids,
+    elif listing.images and validation_labels is not None:
+        found = scan_flat_validation(root, classes, listing.images, validation_labels,
                                      ignored=Ignored.of(listing.others, root, False))
         _refuse_duplicates(root, found.names, found.classes, listing.devices, listing.inodes)
     elif listing.images:
-        raise UserError(f"{printable(root)}: loose images but no class folders; put them in <wnid>/ folders")
+        raise UserError(f"{printable(root)}: loose images but no class folders; put them in one folder per class")
     else:
         found = SplitImages(root, [], np.zeros(0, dtype=np.int32))
     if not len(found):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
@@ -47,6 +48,10 @@ class ClassTable:
     def label(self, index: int) -> int:
         return index + self.label_offset
 
+    def digest(self) -> str:
+        """Identifies the classes and their order (the manifest keeps it: a rerun must label alike)."""
+        return hashlib.sha256("\n".join(self.wnids).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
 
 def read_text(path: Path, what: str) -> str:
     """A UTF-8 text file; missing, unreadable or not UTF-8 is one line naming it as `what`."""
@@ -70,35 +75,52 @@ def imagenet21k_wnids() -> list[str]:
 
 
 def load_wnids(path: Path) -> list[str]:
-    """Read a labels file: one synset id per line, in label order; IMAGENET21K names the ImageNet-21k set."""
+    """Read a labels file: one class per line (an ImageNet wnid, or any name), in label order;
+    IMAGENET21K names the ImageNet-21k set."""
     if Path(path) == Path(IMAGENET21K) and not Path(path).exists():
         return imagenet21k_wnids()
     wnids = _read_lines(path, "labels file")
     if not wnids:
-        raise UserError(f"{path}: labels file is empty; it needs one synset id per line")
+        raise UserError(f"{path}: labels file is empty; it needs one class per line")
     repeated = [wnid for wnid, count in Counter(wnids).items() if count > 1]
     if repeated:
         raise UserError(f"{path}: labels file lists {repeated[0]} more than once")
     return wnids
 
 
-def load_texts(path: Path, wnids: list[str]) -> list[str]:
-    """Human-readable text for each wnid from a `<wnid>\\t<text>` metadata file."""
+def _metadata(path: Path) -> dict[str, str]:
     lookup: dict[str, str] = {}
     for number, line in enumerate(_read_lines(path, "metadata file"), 1):
         parts = line.split("\t")
         if len(parts) != 2:
-            raise UserError(f"{path}:{number}: expected '<wnid><TAB><text>', got {line!r}")
+            raise UserError(f"{path}:{number}: expected '<class><TAB><text>', got {line!r}")
         lookup[parts[0]] = parts[1]
+    return lookup
+
+
+def load_texts(path: Path, wnids: list[str]) -> list[str]:
+    """Human-readable text for each class from a `<class>\t<text>` metadata file, which must cover them all."""
+    lookup = _metadata(path)
     missing = [w for w in wnids if w not in lookup]
     if missing:
-        raise UserError(f"{path}: no human-readable text for {missing[0]} ({len(missing)} synsets missing)")
+        named = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise UserError(f"{path}: no human-readable text for {named} ({len(missing)} of the {len(wnids)} classes "
+                        "missing); add a '<class><TAB><text>' line for each, or leave out --imagenet_metadata_file "
+                        "to use the class names as their text")
     return [lookup[w] for w in wnids]
 
 
-def load_class_table(labels_file: Path, metadata_file: Path, label_offset: int) -> ClassTable:
+def default_texts(wnids: list[str]) -> list[str]:
+    """Without a metadata file: ImageNet's text for an ImageNet wnid, else the class name itself."""
+    lookup = _metadata(DEFAULT_METADATA_FILE)
+    return [lookup.get(w, w) for w in wnids]
+
+
+def load_class_table(labels_file: Path, metadata_file: Path | None, label_offset: int) -> ClassTable:
+    """The classes of a labels file; their text from `metadata_file`, or by `default_texts` when None."""
     wnids = load_wnids(labels_file)
-    return ClassTable(tuple(wnids), tuple(load_texts(metadata_file, wnids)), label_offset)
+    texts = load_texts(metadata_file, wnids) if metadata_file is not None else default_texts(wnids)
+    return ClassTable(tuple(wnids), tuple(texts), label_offset)
 
 
 def load_validation_labels(path: Path) -> list[str]:

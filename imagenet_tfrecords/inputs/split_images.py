@@ -70,6 +70,12 @@ class SplitImages:
     def where(self, name: str) -> str:
         return where(self.root, name, self.members is not None)
 
+    def subset(self, keep: np.ndarray) -> SplitImages:
+        """The images at the sorted positions `keep`, in their order here."""
+        pick = None if self.members is None else self.members[keep]
+        stamps = None if self.stamps is None else self.stamps[keep]
+        return SplitImages(self.root, [self.names[i] for i in keep], self.classes[keep], pick, self.ignored, stamps)
+
     def classes_present(self, num_classes: int) -> int:
         """How many of the labels file's classes have at least one image."""
         return int((np.bincount(self.classes, minlength=num_classes) > 0).sum())

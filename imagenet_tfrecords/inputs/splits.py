@@ -19,10 +19,11 @@ from . import kaggle
 from .buckets import scan_bucket_split
 from .devkit import load_devkit_labels
 from .folders import scan_split
-from .labels import Box, ClassTable, load_bounding_boxes, load_validation_labels
+from .labels import DEFAULT_VALIDATION_LABELS_FILE, Box, ClassTable, load_bounding_boxes, load_validation_labels
 from .split_images import SplitImages, warn_ignored
 from .tars import index_cache, load_bounding_box_tar, scan_train_tar, scan_validation_tar
-from .validation_labels import LabelSource, check_agreement, merged_labels
+from .validation_labels import (FlatLabels, LabelSource, check_agreement, check_csv_agreement, is_labels_csv,
+                                merged_labels, read_labels_csv)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class InputLocations(Protocol):
     validation_tar: Path | None
     kaggle_root: Path | None
     devkit: Path | None
-    validation_labels_file: Path
+    validation_labels_file: Path | None  # None: the shipped ILSVRC-2012 list
     bounding_box_file: Path | None
     bbox_tar: Path | None
 
@@ -50,24 +51,33 @@ def load_boxes(where: InputLocations, classes: ClassTable) -> dict[str, list[Box
 
 
 def _validation_sources(where: InputLocations, kaggle_root: Path | None) -> list[LabelSource]:
-    """Every source of validation labels at hand, most authoritative first; they must agree."""
+    """Every source of validation labels by ILSVRC number at hand, most authoritative first; they must agree."""
     sources = [load_devkit_labels(where.devkit)] if where.devkit is not None else []
     solution = kaggle.load_validation_solution(kaggle_root) if kaggle_root is not None else None
     sources += [solution] if solution is not None else []
-    shipped = load_validation_labels(where.validation_labels_file)
-    return sources + [LabelSource(str(where.validation_labels_file), shipped)]
+    path = where.validation_labels_file or DEFAULT_VALIDATION_LABELS_FILE
+    return sources + [LabelSource(str(path), load_validation_labels(path))]
+
+
+def _labels_csv(where: InputLocations) -> FlatLabels | None:
+    """`--validation_labels_file` as a `file,class` CSV, when it is one."""
+    path = where.validation_labels_file
+    if path is None or not is_labels_csv(path):
+        return None
+    return FlatLabels(by_name=read_labels_csv(path), source=str(path))
 
 
 def _scan(split: str, root: Path | str | None, tar: Path | None, where: InputLocations, classes: ClassTable,
-          validation_wnids: list[str] | None) -> SplitImages:
+          validation_labels: FlatLabels | None) -> SplitImages:
     """One split's images, by the adapter of its layout."""
     if tar is None and is_url(root):
-        return scan_bucket_split(split, root, classes, validation_wnids)
+        return scan_bucket_split(split, str(root), classes, validation_labels)
     if tar is None:
-        return scan_split(split, Path(root), classes, validation_wnids)
+        return scan_split(split, Path(root), classes, validation_labels)
     if split == "train":
         return scan_train_tar(tar, index_cache(where.output_dir), classes)
-    return scan_validation_tar(tar, index_cache(where.output_dir), classes, validation_wnids)
+    assert validation_labels is not None
+    return scan_validation_tar(tar, index_cache(where.output_dir), classes, validation_labels)
 
 
 def split_images(where: InputLocations, classes: ClassTable) -> Iterator[tuple[str, SplitImages]]:
@@ -87,11 +97,14 @@ def split_images(where: InputLocations, classes: ClassTable) -> Iterator[tuple[s
         raise UserError("nothing to build: pass --train_directory and/or --validation_directory, the tars "
                         "(--train_tar, --validation_tar), --kaggle_root DIR or --sample DIR")
     for split, root, tar in requested:
-        sources = _validation_sources(where, kaggle_root) if split == "validation" else []
-        validation_wnids = merged_labels(sources) if split == "validation" else None
-        images = _scan(split, root, tar, where, classes, validation_wnids)
+        csv_labels = _labels_csv(where) if split == "validation" else None
+        sources = _validation_sources(where, kaggle_root) if split == "validation" and csv_labels is None else []
+        labels = csv_labels or (FlatLabels(merged_labels(sources)) if split == "validation" else None)
+        images = _scan(split, root, tar, where, classes, labels)
         warn_ignored(split, images)
         check_agreement(sources, images)
+        if csv_labels is not None:
+            check_csv_agreement(csv_labels, images)
         present = images.classes_present(len(classes.wnids))
         if present < len(classes.wnids):
             log.warning("%s: %d of the %d classes of the labels file have images", split, present, len(classes.wnids))

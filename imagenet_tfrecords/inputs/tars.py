@@ -38,6 +38,7 @@ from .ilsvrc_names import CLASS_ARCHIVE
 from .labels import Box, ClassTable, load_bounding_boxes
 from .split_images import Ignored, SplitImages, is_image_name, where
 from .tar_members import safe_path
+from .validation_labels import FlatLabels
 
 log = logging.getLogger(__name__)
 
@@ -273,13 +274,13 @@ def scan_train_tar(tar: Path, cache: Folder, classes: ClassTable) -> SplitImages
                        Ignored.of(index.ignored, index.path, True))
 
 
-def scan_validation_tar(tar: Path, cache: Folder, classes: ClassTable, wnids: list[str]) -> SplitImages:
-    """The validation split read in place from the flat tar, labelled by `wnids` (line i: image i + 1)."""
+def scan_validation_tar(tar: Path, cache: Folder, classes: ClassTable, labels: FlatLabels) -> SplitImages:
+    """The validation split read in place from the flat tar, labelled by `labels`."""
     index = index_tar(tar, cache, nested=False)
     if not index.names:
         raise UserError(f"{printable(index.path)}: the validation tar has no images; "
                         "pass ILSVRC2012_img_val.tar as --validation_tar")
-    return scan_flat_validation(index.path, classes, index.names, wnids, index.members,
+    return scan_flat_validation(index.path, classes, index.names, labels, index.members,
                                 Ignored.of(index.ignored, index.path, True))
 
 

@@ -44,26 +44,68 @@ BUILD_FILE = re.compile(rf"{SHARD_NAME.pattern}(\.idx)?|{re.escape(MANIFEST_NAME
                         rf"|{re.escape(DATASET_INFO_NAME)}")
 
 
+LOCK_TRIES = 3  # a lock file removed by the build that held it, just as this one took it: open it again
+
+
 @contextmanager
 def exclusive_lock(directory: Path) -> Iterator[None]:
-    """Refuse to run two builds into one directory at once."""
-    try:
-        handle = open(directory / LOCK_NAME, "w")
-    except OSError as exc:
-        raise UserError(f"{directory}: cannot write into this directory ({exc.strerror}); "
-                        "pass a directory you can write to") from None
-    with handle:
+    """Refuse to run two builds into one directory at once. The lock file is removed on leaving, while still
+    held; a build that took the lock of a file so removed sees that it is no longer `.lock` and takes the new one."""
+    path = directory / LOCK_NAME
+    for _ in range(LOCK_TRIES):
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"{directory}: another build is writing into this directory; wait for it or pick another") from None
-        yield
+            handle = open(path, "w")
+        except OSError as exc:
+            raise UserError(f"{directory}: cannot write into this directory ({exc.strerror}); "
+                            "pass a directory you can write to") from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"{directory}: another build is writing into this directory; "
+                                "wait for it or pick another") from None
+            if not _is_same_file(handle, path):
+                continue  # removed (or replaced) by the build that held it before
+            try:
+                yield
+            finally:
+                path.unlink(missing_ok=True)  # before the lock is released, so no one else's lock file is removed
+            return
+    raise UserError(f"{directory}: another build is starting in this directory; wait for it or pick another")
+
+
+def _is_same_file(handle: TextIO, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.exists() or directory.is_symlink():
+            break
+        missing.append(directory)
+    return missing
+
+
+def _remove_if_empty(directories: list[Path]) -> None:
+    """Remove each directory (deepest first) while it is empty: what a build created and left without content."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (it holds the build's work), or already gone
+            return
 
 
 @contextmanager
 def claim_directories(directories: list[Path | str]) -> Iterator[None]:
     """Create each local directory a build writes into (output, index) and hold `exclusive_lock` on it;
-    check that each bucket exists and takes writes (a bucket has no lock: one build per folder at a time)."""
+    check that each bucket exists and takes writes (a bucket has no lock: one build per folder at a time).
+    On leaving, the lock files are removed, and so is each folder created here that is still empty
+    (a failed first run leaves nothing behind)."""
     with ExitStack() as stack:
         locked = set()
         for directory in directories:
@@ -71,7 +113,9 @@ def claim_directories(directories: list[Path | str]) -> Iterator[None]:
             if path is None:
                 Bucket(str(directory)).check_writable()
                 continue
+            created = _missing_parents(path)
             make_directory(path)
+            stack.callback(_remove_if_empty, created)
             if path.resolve() not in locked:
                 stack.enter_context(exclusive_lock(path))
                 locked.add(path.resolve())
@@ -141,6 +185,10 @@ def recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
 
 _UNSET = object()  # an option one of the two builds does not have
 
+# Options recorded since version 0.1.0 and their value in an older manifest that lacks them: the classes
+# (unknown then, taken as this run's, as those builds did) and no trial build.
+LATER_OPTIONS: dict[str, object] = {"classes": _UNSET, "max_images_per_split": None}
+
 
 def changed_options(earlier: dict, now: dict, names: Mapping[str, str], prefix: str = "") -> list[str]:
     """`name was X, now Y` for each option that differs, named by `names` (dotted option -> the flag
@@ -184,7 +232,10 @@ class Manifest:
             except (OSError, ValueError) as exc:
                 raise UserError(f"{output.url_of(MANIFEST_NAME)}: unreadable manifest ({exc}); "
                                 "delete it and the shards to rebuild") from None
-            changed = changed_options(data.get("options", {}), options, option_names or {})
+            earlier = data.setdefault("options", {})
+            for key in LATER_OPTIONS.keys() - earlier.keys():  # written before it was recorded: as its default
+                earlier[key] = options[key] if LATER_OPTIONS[key] is _UNSET else LATER_OPTIONS[key]
+            changed = changed_options(earlier, options, option_names or {})
             if changed:
                 raise UserError(
                     f"{output}: holds a build made with other options ({'; '.join(changed)}); "

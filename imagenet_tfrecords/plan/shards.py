@@ -114,6 +114,14 @@ def shuffle_order(names: list[str], seed: int = SHUFFLE_SEED) -> np.ndarray:
     return np.argsort(hashes, kind="stable").astype(np.int64)
 
 
+def trial_subset(images: SplitImages, count: int) -> SplitImages:
+    """`--max_images_per_split`: the `count` images that come first in the shuffle, so a trial build mixes
+    the classes as the full one does; the same images on every run."""
+    if len(images) <= count:
+        return images
+    return images.subset(np.sort(shuffle_order(images.names)[:count]))
+
+
 def shard_bounds(num_items: int, num_shards: int) -> np.ndarray:
     """Shard k holds order[bounds[k]:bounds[k+1]]; sizes differ by at most one."""
     return np.arange(num_shards + 1, dtype=np.int64) * num_items // num_shards

@@ -1,10 +1,10 @@
 """Where a build's files live: a local (or mounted) folder, or a folder in a bucket.
 
 Buckets (`s3://`, `gs://` and any other fsspec URL) go through fsspec, with s3fs and gcsfs as
-optional extras (requirements-buckets.txt). An object store has no rename, so an object is only
-ever written by one upload that the store makes visible when it is complete: a small file in one
-request, a shard from a finished local copy (`put_file`: a multipart or resumable upload that is
-completed at its end). A killed upload leaves no object under the name; S3's unfinished multipart
+optional extras (`imagenet-tfrecords[buckets]`, or requirements-buckets.txt). An object store has no
+rename, so an object is only ever written by one upload that the store makes visible when it is
+complete: a small file in one request, a shard from a finished local copy (`put_file`: a multipart
+or resumable upload that is completed at its end). A killed upload leaves no object under the name; S3's unfinished multipart
 parts are aborted by the next build (`abort_unfinished_uploads`).
 
 Errors from a store (no such bucket, no permission, bad credentials, no connection) become one
@@ -25,7 +25,9 @@ from ..errors import UserError
 
 URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+)://")
 # The packages each store needs, for the one-line error when one is missing.
-STORE_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}
+STORE_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}  # the `buckets` extra of pyproject.toml
+BUCKETS_INSTALL = ('pip install "imagenet-tfrecords[buckets]"; '
+                   "in a source checkout: pip install -r requirements-buckets.txt")
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS_JSON")
 STORE_LOGGERS = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "fsspec")
 READ_BLOCK_BYTES = 8 << 20  # reads of a shard or tar in a bucket: few, large requests
@@ -106,9 +108,10 @@ def filesystem(url: str):
     scheme = check_scheme(url)
     try:
         return url_to_fs(url)
-    except ImportError:
-        package = STORE_PACKAGES.get(scheme, f"the fsspec package for {scheme}://")
-        raise UserError(f"{url}: install {package} for {scheme}:// (pip install -r requirements-buckets.txt)") from None
+    except ImportError as exc:
+        if scheme not in STORE_PACKAGES:  # not one of the extra's: fsspec's message names the package
+            raise UserError(f"{url}: install the fsspec package for {scheme}:// ({exc})") from None
+        raise UserError(f"{url}: install {STORE_PACKAGES[scheme]} for {scheme}:// ({BUCKETS_INSTALL})") from None
     except Exception as exc:
         raise UserError(f"{url}: cannot open this storage ({store_problem(exc)})") from None
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..commands import add_version_flag
 from ..engines.pool import available_cpus, map_unordered
 from ..errors import UserError, run_command
 from ..images.acceptance import DEFAULT_MAX_PIXELS
@@ -32,6 +33,7 @@ from .shard_check import ShardJob, ShardReport, check_shard, shard_name
 log = logging.getLogger(__name__)
 
 VERIFY_INTERRUPTED = "interrupted; the check did not finish (it changes nothing): run it again"
+MODULE_COMMAND = "python -m imagenet_tfrecords.verify"
 NO_MANIFEST_HELP = ("the shards were made by another tool: a missing manifest.json is not a problem "
                     "(counts, sizes and checksums are then not compared with a build's record)")
 
@@ -142,9 +144,16 @@ def verify_command(path: Path, deep: bool = False, as_json: bool = False, num_wo
     return 0 if report.ok else 1
 
 
+def _prog() -> str:
+    """The command as it was run: `python -m imagenet_tfrecords.verify`, or the console command's name."""
+    command = Path(sys.argv[0]).name
+    return MODULE_COMMAND if command in ("__main__.py", "") else command
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imagenet_tfrecords.verify",
+    parser = argparse.ArgumentParser(prog=_prog(),
                                      description="Check every shard of a build: CRCs, counts, schema, labels, indexes.")
+    add_version_flag(parser)
     parser.add_argument("directory", type=location, help="the build's output directory (a path, or a bucket URL)")
     parser.add_argument("--deep", action="store_true", help="also decode every image")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
