@@ -61,7 +61,7 @@ def test_split_with_only_non_images(tmp_path: Path) -> None:
 def test_unknown_wnid(sample, tmp_path: Path) -> None:
     train = make_tree(sample, tmp_path / "train")
     shutil.copytree(train / WNIDS[0], train / "n99999999")
-    assert_one_line_error(build(train, tmp_path / "out"), str(train / "n99999999"), "not a synset")
+    assert_one_line_error(build(train, tmp_path / "out"), str(train / "n99999999"), "not a class of the labels file")
 
 
 def test_class_folder_without_images(sample, tmp_path: Path) -> None:

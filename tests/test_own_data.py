@@ -245,3 +245,30 @@ def test_generate_says_when_validation_is_skipped(own: Path, tmp_path: Path) -> 
     assert f"{data} holds no validation/ folder (nor ILSVRC2012_img_val.tar): the validation split is skipped" \
         in child.before
     assert len(read_split(data / "tfrecords", "train")) == 15
+
+
+@pytest.mark.parametrize("store", ["s3_server", "gcs_server"])
+def test_own_class_folders_in_a_bucket(own: Path, tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
+    """The class folder names are found in a bucket as on disk, and the CSV labels a flat folder there."""
+    server = request.getfixturevalue(store)
+    fs, bucket = server.fs, server.new_bucket()
+    for local in (own / "train", own / "valflat"):
+        for path in sorted(local.rglob("*.*")):
+            fs.pipe_file(f"{bucket}/{local.name}/{path.relative_to(local).as_posix()}", path.read_bytes())
+    out = tmp_path / "out"
+    result = run_build_cli("--train_directory", server.url(bucket, "train"), "--validation_directory",
+                           server.url(bucket, "valflat"), "--validation_labels_file", own / "val.csv",
+                           "--output_directory", out, env=server.environ())
+    assert "the classes are the 3 class folder names, sorted (birds, cats, dogs)" in result.stderr
+    order = tuple(sorted(CLASSES))
+    check_split(out, "train", expected_labels(own / "train"), order)
+    check_split(out, "validation", csv_labels(own / "val.csv"), order)
+
+
+def test_a_csv_that_contradicts_the_class_folders_is_one_line(own: Path, tmp_path: Path) -> None:
+    contradicting = tmp_path / "labels.csv"
+    contradicting.write_text("file,class\nv_cats_0.jpg,dogs\n")
+    result = run_build_cli("--validation_directory", own / "val", "--validation_labels_file", contradicting,
+                           "--labels_file", own / "classes.txt", "--output_directory", tmp_path / "out", check=False)
+    assert_one_line_error(result, f"{own / 'val' / 'cats' / 'v_cats_0.jpg'}: lies in class folder cats but "
+                          f"{contradicting} says dogs")

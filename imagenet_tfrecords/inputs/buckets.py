@@ -60,12 +60,12 @@ def scan_bucket_split(split: str, url: str, classes: ClassTable, validation_labe
     if not loose and not images:
         raise UserError(f"{url}: the {split} split has no images; check the URL")
     taken = loose or images
-    if loose:
+    if loose and validation_labels is not None:
         found = scan_flat_validation(url, classes, loose, validation_labels, ignored=Ignored.of(sorted(ignored), url, False))
     else:
         for wnid in sorted({name.split("/", 1)[0] for name in images}):
             if wnid not in index:
-                raise UserError(f"{url}/{wnid}: folder name is not a synset of the labels file; "
+                raise UserError(f"{url}/{wnid}: folder name is not a class of the labels file; "
                                 "remove the folder or pass a --labels_file that lists it")
         labels = np.asarray([index[name.split("/", 1)[0]] for name in images], dtype=np.int32)
         found = SplitImages(url, images, labels, ignored=Ignored.of(sorted(ignored), url, False))

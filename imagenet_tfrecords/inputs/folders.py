@@ -96,7 +96,7 @@ def scan_class_tree(root: Path, classes: ClassTable, subdirs: list[str], root_ig
     for wnid in subdirs:
         if wnid not in index:
             raise UserError(
-                f"{printable(root / wnid)}: folder name is not a synset of the labels file; "
+                f"{printable(root / wnid)}: folder name is not a class of the labels file; "
                 "remove the folder or pass a --labels_file that lists it"
             )
         listing = _list_folder(root / wnid)

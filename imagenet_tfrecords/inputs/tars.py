@@ -267,7 +267,7 @@ def scan_train_tar(tar: Path, cache: Folder, classes: ClassTable) -> SplitImages
     for name in index.names:
         wnid = name.split("/", 1)[0]
         if wnid not in lookup:
-            raise UserError(f"{printable(index.path)}[{wnid}.tar]: not a synset of the labels file; "
+            raise UserError(f"{printable(index.path)}[{wnid}.tar]: not a class of the labels file; "
                             "pass a --labels_file that lists it (ImageNet-21k: --labels_file imagenet21k)")
         labels.append(lookup[wnid])
     return SplitImages(index.path, index.names, np.asarray(labels, dtype=np.int32), index.members,
