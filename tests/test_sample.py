@@ -78,7 +78,7 @@ def test_a_sample_cut_short_or_made_otherwise_is_made_again_in_place(tmp_path: P
     run_build_cli("--sample", tmp_path, "--num_threads", "1")
     raw = tmp_path / "raw"
     shards = shard_digests(tmp_path / "tfrecords")
-    cut = sorted((raw / "validation").iterdir())[0]
+    cut = min((raw / "validation").iterdir())
     whole = cut.read_bytes()
     marker = json.loads((raw / MARKER_NAME).read_text())
     (raw / MARKER_NAME).write_text(json.dumps({**marker, "spec": "made by another version"}))
