@@ -210,6 +210,9 @@ def test_low_memory_offers_the_purge_and_runs_it_when_accepted(sample: Sample, t
     env = clean_env(IMAGENET_TFRECORDS_SYSROOT=str(tmp_path / "root"))
     child = spawn(["--data_dir", str(sample.root), "--output_directory", str(tmp_path / "out"), "--no_resize",
                    "--jpeg_q", "90", "--label_offset", "1", "--min_free_gb", "1e9", *SMALL], env)
+    child.expect_exact(PROMPTS[2])  # the labels file: no flag for it here, so it is asked
+    child.expect_exact("? ")
+    child.sendline("")
     child.expect_exact("memory available")
     child.expect_exact("Run purge_mem_caches.py now")
     child.expect_exact("[y/N] ")
