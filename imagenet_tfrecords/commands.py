@@ -71,8 +71,10 @@ def build_imagenet_data() -> int:
     return _run(".cli")
 
 
-def download_imagenet() -> int:
-    return _run(".download.cli")
+def download_imagenet(build_script: Path | None = None) -> int:
+    """The download; the build command it prints at the end runs `build_script` (the script beside
+    download_imagenet.py) with this Python, by default the installed `build-imagenet-data`."""
+    return _run(".download.cli", None, build_command_for(build_script))
 
 
 def purge_mem_caches() -> int:
@@ -99,8 +101,12 @@ def script_build_command(script: Path) -> list[str]:
     return [sys.executable, os.path.abspath(script)]
 
 
+def build_command_for(build_script: Path | None) -> list[str]:
+    """The build command another command prints: `build_script` run by this Python, else the installed one."""
+    return script_build_command(build_script) if build_script else installed_build_command()
+
+
 def generate_tfrecord_protos(build_script: Path | None = None) -> int:
     """The guided build; the command it prints runs `build_script` (the script beside
     generate_tfrecord_protos.py) with this Python, by default the installed `build-imagenet-data`."""
-    build_command = script_build_command(build_script) if build_script else installed_build_command()
-    return _run(".generate", sys.argv[1:], build_command)
+    return _run(".generate", sys.argv[1:], build_command_for(build_script))

@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -457,8 +458,9 @@ def test_keep_archives_unpacks_nothing_and_the_printed_build_reads_the_tars(
     assert sorted(p.name for p in target.iterdir()) == sorted([BBOX, VAL, TRAIN, ".imagenet_download"])
     for name in (BBOX, VAL, TRAIN):
         assert md5(target / name) == hashlib.md5(archives.files[name]).hexdigest()
-    command = result.stdout.strip().splitlines()[-1].split()
-    assert command[:2] == ["python", "build_imagenet_data.py"] and command[-2:] == ["--output_directory", "<out>"]
+    command = shlex.split(result.stdout.strip().splitlines()[-1])
+    assert command[:2] == [sys.executable, str(REPO / "build_imagenet_data.py")]  # absolute: runs from any folder
+    assert command[-2:] == ["--output_directory", "<out>"]
     assert command[2:-2] == ["--bbox_tar", str(target / BBOX), "--validation_tar", str(target / VAL),
                              "--train_tar", str(target / TRAIN)]
     run_build_cli(*command[2:-1], output, "--labels_file", inputs["synsets"], "--validation_labels_file",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def _config(args: argparse.Namespace) -> DownloadConfig:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, build_command: Sequence[str]) -> int:
     config = _config(args)
     tasks = plan_archives(config)
     if not any(task.pending for task in tasks):
@@ -105,13 +106,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"done: {', '.join(OUTPUTS[a.key] for a in config.archives)} in {config.target_dir}")
     else:
         print(f"done: {', '.join(a.name for a in config.archives)} verified; build straight from them with\n"
-              f"  {builder_command(tasks)}")
+              f"  {builder_command(tasks, build_command)}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, build_command: Sequence[str] = ("build-imagenet-data",)) -> int:
+    """The download; `build_command` starts the build command printed at the end (see `commands`)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # the download's Retry logs each retry in plain words
     args = build_parser().parse_args(argv)
     with logging_redirect_tqdm():  # log lines go above the progress bars, never glued onto one
-        return run_command(lambda: _run(args))
+        return run_command(lambda: _run(args, build_command))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+import shlex
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -195,10 +196,11 @@ def ensure_plan_fits(config: DownloadConfig, tasks: list[ArchiveTask]) -> None:
     ensure_free_space(config.target_dir, space_needed(tasks, config.keep), "carry out this plan", instead, at_least)
 
 
-def builder_command(tasks: list[ArchiveTask]) -> str:
-    """The build command that reads the kept archives in place."""
-    flags = " ".join(f"{BUILDER_FLAGS[task.archive.key]} {task.source}" for task in tasks)
-    return f"python build_imagenet_data.py {flags} --output_directory <out>"
+def builder_command(tasks: list[ArchiveTask], build_command: Sequence[str]) -> str:
+    """The build command that reads the kept archives in place, runnable from any folder (`build_command` and
+    every path absolute, quoted for the shell) once `<out>` is replaced by the output folder."""
+    flags = [word for task in tasks for word in (BUILDER_FLAGS[task.archive.key], str(Path(task.source).resolve()))]
+    return f"{shlex.join([*build_command, *flags])} --output_directory <out>"
 
 
 def _validation_labels(path: Path) -> tuple[str, ...]:
