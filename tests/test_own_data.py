@@ -272,3 +272,40 @@ def test_a_csv_that_contradicts_the_class_folders_is_one_line(own: Path, tmp_pat
                            "--labels_file", own / "classes.txt", "--output_directory", tmp_path / "out", check=False)
     assert_one_line_error(result, f"{own / 'val' / 'cats' / 'v_cats_0.jpg'}: lies in class folder cats but "
                           f"{contradicting} says dogs")
+
+
+def test_a_failed_first_build_does_not_hold_its_options_against_the_next(own: Path, tmp_path: Path) -> None:
+    """A first try that stopped on a bad image before any shard was finished: the next try, with other
+    options, starts afresh instead of being refused."""
+    train, out = tmp_path / "train", tmp_path / "out"
+    shutil.copytree(own / "train", train)
+    bad = train / "cats" / "cats_0.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])  # cut short: a bad image, and the build stops
+    first = run_build_cli("--train_directory", train, "--output_directory", out, "--jpeg_q", "80", "--resize_images",
+                          "--num_threads", "1", check=False)
+    assert_one_line_error(first, str(bad))
+    assert (out / "manifest.json").exists()
+    bad.unlink()
+    again = run_build_cli("--train_directory", train, "--output_directory", out, "--resize_images")
+    assert "an earlier build with other options (--jpeg_q was 80, now 90) finished no shard; starting afresh" \
+        in again.stderr
+    assert len(read_split(out, "train")) == 14
+    assert json.loads((out / "manifest.json").read_text())["options"]["image"]["jpeg_quality"] == 90
+
+
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_and_no_header(own: Path, tmp_path: Path) -> None:
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbf" + "".join(f"{k},{v}\r\n" for k, v in csv_labels(own / "val.csv").items()).encode())
+    out = tmp_path / "out"
+    run_build_cli("--validation_directory", own / "valflat", "--validation_labels_file", excel,
+                  "--labels_file", own / "classes.txt", "--output_directory", out)
+    check_split(out, "validation", csv_labels(own / "val.csv"), CLASSES)
+
+
+def test_a_labels_file_that_is_not_a_csv_says_which_names_it_labels(own: Path, tmp_path: Path) -> None:
+    semicolons = tmp_path / "val.txt"
+    semicolons.write_text("".join(f"{k};{v}\n" for k, v in csv_labels(own / "val.csv").items()))
+    result = run_build_cli("--validation_directory", own / "valflat", "--validation_labels_file", semicolons,
+                           "--labels_file", own / "classes.txt", "--output_directory", tmp_path / "out", check=False)
+    assert_one_line_error(result, f"{own / 'valflat' / 'photo00.jpg'}: cannot tell the class of a file outside a "
+                          "class folder", f"{semicolons} labels only ILSVRC names")

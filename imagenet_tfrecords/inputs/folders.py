@@ -119,8 +119,8 @@ def _class_by_number(name: str, labels: FlatLabels, where_of: Callable[[str], st
     if not match:
         raise UserError(
             f"{where_of(name)}: cannot tell the class of a file outside a class folder; put the files in class "
-            "folders, or pass --validation_labels_file with a 'file,class' line per file (only ILSVRC names, "
-            "ILSVRC2012_val_NNNNNNNN.JPEG, are labelled by their number)"
+            "folders, or pass --validation_labels_file with a 'file,class' line per file (without one, "
+            f"{labels.source} labels only ILSVRC names, ILSVRC2012_val_NNNNNNNN.JPEG, by their number)"
         )
     number = int(match.group(1))
     if not 1 <= number <= len(labels.by_number):

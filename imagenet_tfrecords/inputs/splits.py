@@ -99,7 +99,8 @@ def split_images(where: InputLocations, classes: ClassTable) -> Iterator[tuple[s
     for split, root, tar in requested:
         csv_labels = _labels_csv(where) if split == "validation" else None
         sources = _validation_sources(where, kaggle_root) if split == "validation" and csv_labels is None else []
-        labels = csv_labels or (FlatLabels(merged_labels(sources)) if split == "validation" else None)
+        labels = csv_labels or (FlatLabels(merged_labels(sources), source=sources[-1].name)
+                                if split == "validation" else None)
         images = _scan(split, root, tar, where, classes, labels)
         warn_ignored(split, images)
         check_agreement(sources, images)

@@ -91,7 +91,8 @@ def _is_header(file: str, rest: list[tuple[int, str, str]]) -> bool:
 def read_labels_csv(path: Path) -> dict[str, str]:
     """`file,class` lines (a header line optional) -> class by file name; one line naming what is wrong."""
     rows = []
-    for number, row in enumerate(csv.reader(read_text(path, "validation labels file").splitlines()), 1):
+    text = read_text(path, "validation labels file").removeprefix("\ufeff")  # the byte-order mark Excel writes
+    for number, row in enumerate(csv.reader(text.splitlines()), 1):
         cells = [cell.strip() for cell in row]
         if not any(cells):
             continue

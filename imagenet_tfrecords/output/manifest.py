@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -175,12 +175,18 @@ def read_manifest(directory: Path | str) -> dict:
 
 
 def recorded_shard_counts(output_dir: Path | str) -> dict[str, int]:
-    """The shard count of each split an earlier build planned in `output_dir` (none: a new directory)."""
+    """The shard count of each split an earlier build planned in `output_dir` and finished a shard of (none: a
+    new directory, or nothing finished to resume)."""
     try:
-        splits = read_manifest(output_dir).get("splits", {})
+        data = read_manifest(output_dir)
     except (OSError, ValueError):  # no manifest yet; an unreadable one is reported when it is opened
         return {}
-    return {split: info["shards"] for split, info in splits.items()}
+    begun = {entry["split"] for entry in data["shards"].values()}
+    return {split: info["shards"] for split, info in data.get("splits", {}).items() if split in begun}
+
+
+def _shard_files(names: Iterable[str]) -> list[str]:
+    return sorted(name for name in names if SHARD_NAME.fullmatch(name))
 
 
 _UNSET = object()  # an option one of the two builds does not have
@@ -236,7 +242,11 @@ class Manifest:
             for key in LATER_OPTIONS.keys() - earlier.keys():  # written before it was recorded: as its default
                 earlier[key] = options[key] if LATER_OPTIONS[key] is _UNSET else LATER_OPTIONS[key]
             changed = changed_options(earlier, options, option_names or {})
-            if changed:
+            if changed and not data["shards"] and not _shard_files(present):
+                log.info("%s: an earlier build with other options (%s) finished no shard; starting afresh", output,
+                         "; ".join(changed))
+                data = {"format_version": FORMAT_VERSION, "options": options, "shards": {}}
+            elif changed:
                 raise UserError(
                     f"{output}: holds a build made with other options ({'; '.join(changed)}); "
                     "run with the earlier values to resume it, use another --output_directory, "
@@ -245,7 +255,7 @@ class Manifest:
             data["format_version"] = FORMAT_VERSION  # older entries' digests differ: those shards are redone
             manifest = cls(output, data)
         else:
-            foreign = sorted(name for name in present if SHARD_NAME.fullmatch(name))
+            foreign = _shard_files(present)
             if foreign:
                 raise UserError(
                     f"{output}: holds shards ({foreign[0]}, ...) but no {MANIFEST_NAME}; "
