@@ -18,7 +18,8 @@ from imagenet_tfrecords.sample import Sample, make_sample
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # The s3_server and gcs_server fixtures, for every test module; loaded here, before any test imports gcsfs.
-pytest_plugins = ["object_stores"]
+# `venvs`: the wheel installed in a fresh virtualenv, made once for the session.
+pytest_plugins = ["object_stores", "installed"]
 
 
 def run_build_cli(*args: str | Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:

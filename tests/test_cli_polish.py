@@ -4,7 +4,6 @@ names the extra, and the verify command is named as it was run."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import shlex
 import shutil
@@ -16,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_build_cli
+from installed import THIS_PYTHON
 from test_bad_input import assert_one_line_error, make_tree
 
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]  # the one source
-BIN = Path(sys.executable).parent  # where `pip install -e .` put the console commands, if it did
 SCRIPTS = ("build_imagenet_data.py", "download_imagenet.py", "generate_tfrecord_protos.py", "purge_mem_caches.py")
 CONSOLE = ("build-imagenet-data", "download-imagenet", "generate-tfrecord-protos", "purge-mem-caches",
            "imagenet-tfrecords-verify")
@@ -27,12 +26,10 @@ VERIFY_MODULE = "python -m imagenet_tfrecords.verify"
 TIMEOUT = 120
 
 
-def console(name: str) -> Path:
-    """An installed console command, or the test is skipped."""
-    path = BIN / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not installed beside {sys.executable} (pip install -e .)")
-    return path
+@pytest.fixture(scope="module")
+def installed(venvs) -> Path:
+    """The bin/ of a fresh virtualenv with the wheel installed: the console commands as a user has them."""
+    return venvs(THIS_PYTHON)
 
 
 def run(argv: list[str | Path], cwd: Path = REPO, **kwargs) -> subprocess.CompletedProcess:
@@ -55,7 +52,8 @@ def summary_rows(stdout: str) -> dict[str, tuple[int, int, int, int]]:
 
 @pytest.mark.parametrize(("how", "where"), [("script", "the checkout"), ("script", "another folder"),
                                             ("console command", "another folder")])
-def test_the_printed_command_runs_as_printed_from_another_folder(how: str, where: str, sample, tmp_path: Path) -> None:
+def test_the_printed_command_runs_as_printed_from_another_folder(how: str, where: str, sample, tmp_path: Path,
+                                                                  request: pytest.FixtureRequest) -> None:
     """Run from the checkout (where a relative script path would still work) or elsewhere, with relative answers;
     the command printed runs, pasted as it is, from yet another folder, and is the same build (all resumed)."""
     data = tmp_path / "raw data"  # a space: the command must quote it
@@ -65,7 +63,7 @@ def test_the_printed_command_runs_as_printed_from_another_folder(how: str, where
     elsewhere.mkdir()
     output = tmp_path / "out"
     generate = ([sys.executable, REPO / "generate_tfrecord_protos.py"] if how == "script"
-                else [console("generate-tfrecord-protos")])
+                else [request.getfixturevalue("installed") / "generate-tfrecord-protos"])
     result = run([*generate, "--data_dir", os.path.relpath(data, here), "--output_directory",
                   os.path.relpath(output, here), "--yes", "--no_resize", "--train_shards", "2",
                   "--validation_shards", "1", "--num_threads", "1", "--min_free_gb", "0"], cwd=here)
@@ -75,7 +73,7 @@ def test_the_printed_command_runs_as_printed_from_another_folder(how: str, where
     if how == "script":
         assert argv[:2] == [sys.executable, str(REPO / "build_imagenet_data.py")]
     else:
-        assert argv[0] == str(BIN / "build-imagenet-data")  # the installed build, by its absolute path
+        assert argv[0] == str(request.getfixturevalue("installed") / "build-imagenet-data")  # absolute path
     assert argv[argv.index("--train_directory") + 1] == str(data / "train")  # absolute, with its space
     assert argv[argv.index("--output_directory") + 1] == str(output)
     again = subprocess.run(["sh", "-c", command], cwd=elsewhere, env={**os.environ, "PATH": "/usr/bin:/bin"},
@@ -94,8 +92,8 @@ def test_every_script_prints_its_name_and_version(script: str, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("name", CONSOLE)
-def test_every_console_command_prints_its_name_and_version(name: str, tmp_path: Path) -> None:
-    result = run([console(name), "--version"], cwd=tmp_path)
+def test_every_console_command_prints_its_name_and_version(name: str, installed: Path, tmp_path: Path) -> None:
+    result = run([installed / name, "--version"], cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{name} {VERSION}\n", "")
 
 
@@ -118,12 +116,11 @@ def test_an_installed_copy_without_the_checkout_reads_the_package_metadata(tmp_p
     assert (result.returncode, result.stdout) == (0, f"{VERIFY_MODULE} 9.8.7\n"), result.stderr
 
 
-def test_the_installed_metadata_agrees_with_pyproject() -> None:
-    try:
-        installed = importlib.metadata.version("imagenet-tfrecords")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("not installed")
-    assert installed == VERSION, "pyproject.toml's version changed since `pip install -e .`: install again"
+def test_the_installed_metadata_agrees_with_pyproject(installed: Path, tmp_path: Path) -> None:
+    """The wheel's metadata is made from pyproject's version: the two sources --version reads agree."""
+    result = run([installed / "python", "-c", "import importlib.metadata as m; print(m.version('imagenet-tfrecords'))"],
+                 cwd=tmp_path)
+    assert result.stdout.strip() == VERSION, result.stderr
 
 
 def test_a_bare_build_prints_the_usage_and_points_to_the_sample(tmp_path: Path) -> None:
@@ -198,11 +195,12 @@ def test_a_missing_s3fs_names_the_extra_to_install(sample, tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("how", ["module", "console command"])
-def test_verify_is_named_as_it_was_run(how: str, tmp_path: Path) -> None:
+def test_verify_is_named_as_it_was_run(how: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if how == "module":
         command, name = [sys.executable, "-m", "imagenet_tfrecords.verify"], VERIFY_MODULE
     else:
-        command, name = [console("imagenet-tfrecords-verify")], "imagenet-tfrecords-verify"
+        command = [request.getfixturevalue("installed") / "imagenet-tfrecords-verify"]
+        name = "imagenet-tfrecords-verify"
     env = {"PYTHONPATH": str(REPO)}
     shown = run([*command, "--help"], cwd=tmp_path, env=env)
     assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {name} [-h]"), shown.stdout

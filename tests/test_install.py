@@ -4,22 +4,16 @@ checkout; the records read back here with TensorFlow."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import pexpect
 import pytest
 from tfread import read_split
 
-from conftest import REPO
 from imagenet_tfrecords.sample import SAMPLE_WNIDS, TRAIN_PER_CLASS, VALIDATION_PER_CLASS
 from test_bad_input import assert_one_line_error
 from test_generate import FITTED, PROMPTS
+from installed import PYTHONS, THIS_PYTHON, clean_env, run
 
 COMMANDS = ("build-imagenet-data", "download-imagenet", "generate-tfrecord-protos", "purge-mem-caches",
             "imagenet-tfrecords-verify")
@@ -27,83 +21,7 @@ SAMPLE_SHARDS = ["train-00000-of-00004", "train-00001-of-00004", "train-00002-of
                  "validation-00000-of-00002", "validation-00001-of-00002"]
 ABSENT = ("tensorflow", "nvidia.dali", "distributed")  # test-only, and the --scheduler extra
 FEATURE_ONLY = ("cv2", "scipy", "skimage", "tifffile")  # imported only where their feature runs, not at start
-
-
-def claimed_versions() -> range:
-    """The minor versions of Python 3 that pyproject.toml's requires-python (">=3.A,<3.B") claims."""
-    claim = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
-    lowest, beyond = re.fullmatch(r">=3\.(\d+),<3\.(\d+)", claim).groups()
-    return range(int(lowest), int(beyond))
-
-
-def interpreters() -> dict[str, str]:
-    """'3.N (path)' -> interpreter, for every distinct Python on this machine whose version is claimed: the one
-    running the tests, the system's python3 (Debian's own here), python3.N on PATH, and pyenv's."""
-    candidates = [sys._base_executable, "/usr/bin/python3"]
-    candidates += [found for minor in claimed_versions() if (found := shutil.which(f"python3.{minor}"))]
-    candidates += sorted(str(p) for p in Path.home().glob(".pyenv/versions/*/bin/python3"))
-    found: dict[str, str] = {}
-    for candidate in candidates:
-        try:
-            answer = subprocess.run([candidate, "-c", "import os, sys; print(sys.version_info[1], "
-                                     "os.path.realpath(sys.executable))"], capture_output=True, text=True, timeout=30)
-        except OSError:  # not on this machine
-            continue
-        if answer.returncode == 0:  # a pyenv shim of a version not selected fails here
-            minor, real = answer.stdout.split(maxsplit=1)
-            if int(minor) in claimed_versions():
-                found.setdefault(f"3.{minor} ({real.strip()})", candidate)
-    return found
-
-
-PYTHONS = interpreters()
-THIS_PYTHON = next(name for name, path in PYTHONS.items() if path == sys._base_executable)
-
-
-def clean_env() -> dict[str, str]:
-    """The environment of a user who only installed the wheel: nothing pointing at this checkout or venv."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "IMAGENET_DATA_DIR",
-                                                              "PROTO_OUT_DIR", "container")}
-
-
-def run(command: list[str | Path], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(part) for part in command], cwd=cwd, env=clean_env(), capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from a copy of what it is made of (building in place would leave build/ and
-    *.egg-info in the checkout, and could pick up files that are not part of the project)."""
-    source = tmp_path_factory.mktemp("source")
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(REPO / name, source)
-    shutil.copytree(REPO / "imagenet_tfrecords", source / "imagenet_tfrecords",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    dist = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", dist, source], cwd=dist)
-    return next(dist.glob("imagenet_tfrecords-*.whl"))
-
-
-@pytest.fixture(scope="module")
-def venvs(wheel: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A factory: a fresh virtualenv of one Python with only the wheel and its dependencies (at the versions of
-    requirements.txt) installed; its bin/. Made once per Python for the whole module."""
-    made: dict[str, Path] = {}
-
-    def venv(python: str) -> Path:
-        if python not in made:
-            where = tmp_path_factory.mktemp("venv")
-            run([PYTHONS[python], "-m", "venv", where], cwd=where)
-            run([where / "bin" / "python", "-m", "pip", "install", "--quiet", wheel, "--constraint",
-                 REPO / "requirements.txt"], cwd=where)
-            made[python] = where / "bin"
-        return made[python]
-
-    return venv
+OPEN_QUESTIONS = (PROMPTS[0], PROMPTS[2])  # no default in brackets: the data folder, and the labels file (Enter: none)
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +75,7 @@ def test_the_installed_guided_build_in_a_terminal(venvs, sample_build: Path, tmp
                           dimensions=(50, 400))
     for question in PROMPTS:
         child.expect_exact(question)
-        child.expect_exact("? " if question == PROMPTS[0] else "] ")
+        child.expect_exact("? " if question in OPEN_QUESTIONS else "] ")
         child.sendline(answers.get(question, ""))
     child.expect_exact("running: ")
     child.expect_exact("\r\n")
