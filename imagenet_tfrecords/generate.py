@@ -29,7 +29,7 @@ from .prompts import (POSITIVE_FLAG, Prompter, Question, parse_choice, parse_cre
 DATA_DIR_ENV = "IMAGENET_DATA_DIR"
 OUTPUT_DIR_ENV = "PROTO_OUT_DIR"
 BOUNDING_BOX_FILE = "bounding_boxes.csv"  # what download_imagenet.py leaves beside train/ and validation/
-# What a build needs (README "Memory", measured): the parent about 60 MiB of libraries plus 106 bytes an
+# What a build needs (docs/memory.md "What a build needs", measured): the parent about 60 MiB of libraries plus 106 bytes an
 # image (130 MiB for ImageNet's train names and labels); each worker about 55 MiB of libraries, an 8 MiB
 # write buffer and one decoded image (a 24-megapixel photo is 72 MiB of RGB). Rounded up.
 PARENT_NEED = 256 * MIB

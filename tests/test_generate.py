@@ -256,5 +256,5 @@ def test_memory_warning_threshold_is_what_this_builder_needs() -> None:
     from imagenet_tfrecords.generate import memory_need
     from imagenet_tfrecords.host.memory import GIB, MIB
 
-    assert memory_need(2) < GIB  # measured: 227 MiB peak for a 2-worker build (README, "Memory")
+    assert memory_need(2) < GIB  # measured: 227 MiB peak for a 2-worker build (docs/memory.md)
     assert 256 * MIB < memory_need(1) < memory_need(2) < memory_need(64) < 16 * GIB

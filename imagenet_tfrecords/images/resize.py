@@ -40,7 +40,7 @@ class Resampler:
     fast_upsample: bool = False  # no "fancy" chroma upsampling: the image is shrunk afterwards anyway
 
 
-# Chosen by measurement (bench/run.py, README "Performance"): PSNR against a float Lanczos resize of
+# Chosen by measurement (bench/run.py, docs/performance.md "Resizing"): PSNR against a float Lanczos resize of
 # the full decode, speed per core against TensorFlow's decode -> bilinear resize -> encode.
 RESAMPLERS = {
     # bilinear (no antialiasing) after the DCT reduction: TensorFlow's quality or better, ~1.5x faster
