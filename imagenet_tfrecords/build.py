@@ -19,12 +19,13 @@ from .inputs.classes import resolve_classes
 from .inputs.labels import Box, ClassTable
 from .inputs.split_images import Ignored
 from .inputs.splits import load_boxes, split_images
+from .output.array_record import ARRAY_RECORD, array_record_module
 from .output.bad_images import write_bad_image_report
 from .output.dataset_info import write_dataset_info
 from .output.manifest import Manifest, claim_directories, recorded_shard_counts, remove_stale_temporaries
 from .output.shard import BadImage, ShardResult
 from .plan.shard_count import fitted_shard_count
-from .plan.shards import SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split, trial_subset
+from .plan.shards import DEFAULT_FILE_FORMAT, FILE_SUFFIXES, SHUFFLE_SEED, ShardSpec, SplitPlan, plan_split, trial_subset
 from .progress import SplitProgress
 from .storage.folders import folder
 from .storage.urls import local_path
@@ -55,6 +56,7 @@ class BuildConfig:
     bbox_tar: Path | None = None  # ILSVRC2012_bbox_train_v2.tar.gz, read instead of bounding_box_file
     kaggle_root: Path | None = None  # the Kaggle layout's root: train and val folders, label files
     max_images_per_split: int | None = None  # a trial build: this many images of each split (plan/shards.trial_subset)
+    output_format: str = DEFAULT_FILE_FORMAT  # "tfrecord", or "array_record" (output/array_record; no DALI index)
 
     def __post_init__(self) -> None:
         for split in ("train", "validation"):
@@ -62,6 +64,12 @@ class BuildConfig:
                 raise UserError(f"pass --{split}_directory or --{split}_tar, not both")
         if self.bounding_box_file is not None and self.bbox_tar is not None:
             raise UserError("pass --bounding_box_file or --bbox_tar, not both")
+        if self.output_format not in FILE_SUFFIXES:
+            raise UserError(f"--output_format {self.output_format}: not one of {', '.join(FILE_SUFFIXES)}")
+        if self.output_format == ARRAY_RECORD and self.index_dir is not None:
+            log.info("ArrayRecord shards index their own records: no DALI index is written (%s is not used)",
+                     self.index_dir)
+            object.__setattr__(self, "index_dir", None)
         if self.index_dir is not None and (local_path(self.index_dir) is None) != (local_path(self.output_dir) is None):
             raise UserError(f"{self.index_dir}: --index_directory must be where --output_directory is "
                             "(both local, or both in a bucket), so that a finished shard always has its index")
@@ -74,6 +82,7 @@ class BuildConfig:
             "shuffle_seed": SHUFFLE_SEED,
             "classes": {"count": len(classes.wnids), "digest": classes.digest()},
             "max_images_per_split": self.max_images_per_split,
+            "output_format": self.output_format,
         }
 
 
@@ -85,6 +94,7 @@ OPTION_FLAGS = {
     "image.apply_exif_orientation": "--apply_exif_orientation", "label_offset": "--label_offset",
     "shuffle_seed": "the shuffle seed", "classes.count": "the number of classes (--labels_file, or the class folders)",
     "classes.digest": "the classes (--labels_file, or the class folders)", "max_images_per_split": "--max_images_per_split",
+    "output_format": "--output_format",
 }
 
 
@@ -120,7 +130,7 @@ def _run_engine(specs: Iterator[ShardSpec], config: BuildConfig, pending: int) -
         from .engines.dask import run_dask  # optional extra: only imported when asked for
 
         log.info("running the shard workers on the Dask cluster at %s (--num_threads is not used)", config.scheduler)
-        return run_dask(specs, config.scheduler, config.skip_bad_images)
+        return run_dask(specs, config.scheduler, config.skip_bad_images, config.output_format)
     return run_local(specs, min(config.num_workers, max(pending, 1)), config.skip_bad_images)
 
 
@@ -136,7 +146,8 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     indexes = folder(config.index_dir).sizes() if config.index_dir is not None else {}
     for spec_index in range(plan.num_shards):
         stamps = plan.stamps(spec_index)  # one stat per file; kept so the engine's spec needs none
-        spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image, config.index_dir, stamps)
+        spec = plan.spec(spec_index, classes, boxes, config.output_dir, config.image, config.index_dir, stamps,
+                         config.output_format)
         if manifest.is_complete(spec, config.skip_bad_images, present, indexes):
             summary.resumed_shards += 1
             done_images += sizes[spec_index]
@@ -147,8 +158,8 @@ def _build_split(plan: SplitPlan, config: BuildConfig, classes: ClassTable, boxe
     progress = SplitProgress(plan.split, len(plan.images), done_images)
     # Specs are made again, one at a time, as the engine asks: holding them all would hold every
     # image's metadata (1.28 M items for ImageNet) at once.
-    specs = (plan.spec(i, classes, boxes, config.output_dir, config.image, config.index_dir, stamps)
-             for i, stamps in pending)
+    specs = (plan.spec(i, classes, boxes, config.output_dir, config.image, config.index_dir, stamps,
+                       config.output_format) for i, stamps in pending)
     try:
         with closing(_run_engine(specs, config, len(pending))) as results:  # closed: workers stop on an error
             for result in results:
@@ -177,7 +188,13 @@ def _check_shard_counts(plans: list[SplitPlan], manifest: Manifest) -> None:
 
 def run_build(config: BuildConfig) -> list[SplitSummary]:
     """Build every requested split into `config.output_dir`; resumes an interrupted build."""
+    if config.output_format == ARRAY_RECORD:
+        array_record_module()  # missing: one line, before anything is read or written
     classes = resolve_classes(config, config.label_offset)
+    if config.label_offset == 0:  # the one warning of a build, also of generate_tfrecord_protos.py (it runs this)
+        log.warning("--label_offset 0: labels 0..%d; training scripts written for the Inception files (Model "
+                    "Garden's ImageNet configs, 1001 classes) read label 1 as the first class and would train every "
+                    "class one off", len(classes.wnids) - 1)
     output_dir = config.output_dir
     directories = [output_dir] + ([config.index_dir] if config.index_dir is not None else [])
     with claim_directories(directories):  # before the scan: it may keep tar indexes in the output directory

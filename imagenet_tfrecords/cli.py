@@ -14,8 +14,10 @@ from .errors import RESUME_HINT, UserError, run_command
 from .images.acceptance import DEFAULT_MAX_PIXELS
 from .images.prepare import ImageOptions, ResizeMode, ResizeQuality
 from .inputs.folders import resolve
+from .output.array_record import refuse_dali_index
 from .output.manifest import BAD_IMAGES_REPORT
 from .plan.shard_count import SHARD_RULE
+from .plan.shards import DEFAULT_FILE_FORMAT, FILE_SUFFIXES
 from .prompts import POSITIVE_FLAG, flag_type, parse_number_in
 from .sample import SAMPLE_DIR_HELP
 from .storage.urls import STORE_LOGGERS, Url, check_scheme, join, local_path, location
@@ -63,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--validation_directory", type=location,
                     help="validation images as <dir>/<wnid>/*.JPEG, or flat ILSVRC2012_val_*.JPEG")
     io.add_argument("--output_directory", type=location, help="where the shards, manifest.json and reports go")
+    io.add_argument("--output_format", choices=tuple(FILE_SUFFIXES), default=DEFAULT_FILE_FORMAT,
+                    help="tfrecord: TFRecord shards (default); array_record: ArrayRecord shards "
+                    "(train-00000-of-00004.array_record) of the same records, with random access for Grain and "
+                    "TensorFlow Datasets, and no DALI index (pip install \"imagenet-tfrecords[array_record]\")")
     io.add_argument("--sample", type=location, nargs="?", const=PER_USER_SAMPLE, metavar="DIR",
                     help="make a small ILSVRC-shaped sample under DIR/raw (no network, once: a later run reuses it) "
                     f"and build it into DIR/tfrecords; DIR defaults to {SAMPLE_DIR_HELP}")
@@ -212,6 +218,7 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         bbox_tar=bbox_tar,
         kaggle_root=kaggle_root,
         max_images_per_split=args.max_images_per_split,
+        output_format=args.output_format,
     )
 
 
@@ -238,6 +245,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.write_index is not None:
         from .output.dali_index import write_index_command
 
+        refuse_dali_index(args.write_index, args.output_format)
         return write_index_command(args.write_index, args.index_directory)
     config = config_from_args(with_sample(args))
     summaries = run_build(config)

@@ -65,6 +65,12 @@ def sample_args(sample: Sample, output: Path, *extra: str | Path) -> list[str | 
     ]
 
 
+def every_file(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file a build left in `directory` and below: shards, indexes, manifest, JSON descriptions."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
 def shard_digests(directory: Path) -> dict[str, str]:
     return {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()

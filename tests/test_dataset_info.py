@@ -1,4 +1,7 @@
-"""dataset_info.json describes the output as TensorFlow Datasets would, and README's read-back runs as written."""
+"""imagenet_tfrecords.json describes the output (classes, labels, counts), and README's read-back runs as written.
+
+TensorFlow Datasets' own dataset_info.json and features.json are tests/test_tfds.py's.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args
-from imagenet_tfrecords.output.manifest import read_manifest
+from imagenet_tfrecords.output.manifest import DATASET_INFO_FILES, read_manifest
 from tfread import INCEPTION_FEATURES, decode, raw_features, read_split, shard_files
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -20,11 +23,11 @@ BOX_SIDES = ("ymin", "xmin", "ymax", "xmax")
 
 
 def load_info(directory: Path) -> dict:
-    return json.loads((directory / "dataset_info.json").read_text())
+    return json.loads((directory / "imagenet_tfrecords.json").read_text())
 
 
 def as_parse_spec(features: dict) -> dict:
-    """dataset_info.json's features as the spec for tf.io.parse_single_example."""
+    """imagenet_tfrecords.json's features as the spec for tf.io.parse_single_example."""
     def spec(feature: dict):
         dtype = tf.as_dtype(feature["dtype"])
         return tf.io.FixedLenFeature([], dtype) if feature["shape"] == [] else tf.io.VarLenFeature(dtype)
@@ -59,10 +62,11 @@ def test_dataset_info_lists_every_split_of_the_directory_not_only_this_runs(samp
     options = ["--train_shards", "4", "--validation_shards", "2", "--label_offset", "0"]
     # validation is built first: it is finished, train is cut short
     kill_build_after_first_train_shard(sample_args(sample, output, "--label_offset", "0", "--num_threads", "1"), output)
-    stale = output / ".dataset_info.json.0123456789abcdef.tmp"  # left by a writer killed mid-write
-    stale.write_text("{")
+    stale = [output / f".{name}.0123456789abcdef.tmp" for name in DATASET_INFO_FILES]  # left by writers killed mid-write
+    for path in stale:
+        path.write_text("{")
     run_build_cli("--validation_directory", sample.validation_dir, "--output_directory", output, *options)
-    assert not stale.exists()
+    assert not any(path.exists() for path in stale)
     info, manifest = load_info(output), read_manifest(output)
     assert (info["label_offset"], info["label_range"]) == (0, [0, 999])
     assert info["label_convention"].startswith("labels 0..num_classes-1")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, finished_shards, kill_build_after_first_train_shard, run_build_cli, sample_args
+from conftest import REPO, every_file, finished_shards, kill_build_after_first_train_shard, run_build_cli, sample_args
 from imagenet_tfrecords.inputs import tars
 from imagenet_tfrecords.inputs.bounding_boxes import write_bounding_box_csv
 from imagenet_tfrecords.build import BuildConfig, run_build
@@ -207,7 +207,7 @@ def test_recording_a_shard_appends_one_line_and_leaves_manifest_json_alone(tmp_p
     assert len(json.loads((tmp_path / "manifest.json").read_text())["shards"]) == 50
 
 
-def test_a_killed_build_with_a_torn_journal_line_resumes(sample, tmp_path: Path) -> None:
+def test_a_killed_build_with_a_torn_journal_line_resumes(sample, tmp_path: Path, tmp_path_factory) -> None:
     done = kill_build_after_first_train_shard(sample_args(sample, tmp_path, *SLOW), tmp_path)
     in_manifest_json = json.loads((tmp_path / "manifest.json").read_text())["shards"]
     assert not [name for name in in_manifest_json if name.startswith("train")]  # they are in the journal
@@ -222,6 +222,9 @@ def test_a_killed_build_with_a_torn_journal_line_resumes(sample, tmp_path: Path)
     assert len(read_split(tmp_path, "train")) == 100 and len(read_split(tmp_path, "validation")) == 20
     assert len(json.loads((tmp_path / "manifest.json").read_text())["shards"]) == 12
     assert not (tmp_path / JOURNAL_NAME).exists()
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    run_build_cli(*sample_args(sample, reference, *SLOW))
+    assert every_file(tmp_path) == every_file(reference)  # every file byte for byte, the manifest and JSON too
 
 
 # --- items 11 and 12: temporaries are a writer's own; the index directory is locked ---------------

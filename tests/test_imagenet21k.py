@@ -89,7 +89,7 @@ def test_the_shard_count_is_the_rules_and_the_dataset_info_has_21841_classes(fal
     shards = fitted_shard_count("train", CLASSES * IMAGES_PER_CLASS)
     names = [f"train-{i:05d}-of-{shards:05d}" for i in range(shards)]
     assert sorted(p.name for p in build_21k.glob("train-*")) == names
-    info = json.loads((build_21k / "dataset_info.json").read_text())
+    info = json.loads((build_21k / "imagenet_tfrecords.json").read_text())
     assert info["num_classes"] == 21_841 and info["synsets"] == imagenet21k_wnids()
     assert info["label_range"] == [1, 21_841] and info["splits"]["train"]["complete"]
 

@@ -72,7 +72,7 @@ def check_split(output: Path, split: str, truth: dict[str, str], order: tuple[st
 
 
 def check_info(output: Path, order: tuple[str, ...], counts: dict[str, int]) -> None:
-    info = json.loads((output / "dataset_info.json").read_text())
+    info = json.loads((output / "imagenet_tfrecords.json").read_text())
     assert info["synsets"] == list(order) and info["num_classes"] == len(order)
     assert {split: info["splits"][split]["num_records"] for split in counts} == counts
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args, shard_digests
+from conftest import every_file, kill_build_after_first_train_shard, run_build_cli, sample_args, shard_digests
 
 # Upscaling to 1500x1500 makes each image slow enough to stop the build between shards.
 SLOW = ("--resize_images", "--new_height", "1500", "--new_width", "1500", "--train_shards", "10",
@@ -24,14 +24,23 @@ def test_resume_after_kill_is_byte_identical(sample, tmp_path: Path) -> None:
     assert resumed == len(done_at_kill)
     assert shard_digests(interrupted) == shard_digests(reference)
     assert not [p for p in interrupted.iterdir() if p.name.endswith(".tmp")]
+    # every file, not only the shards: the same bytes however the build got there, and after a rerun with nothing to do
+    expected = every_file(reference)
+    assert {"manifest.json", "imagenet_tfrecords.json", "dataset_info.json", "features.json"} <= expected.keys()
+    assert every_file(interrupted) == expected
+    run_build_cli(*sample_args(sample, interrupted, *SLOW))
+    run_build_cli(*sample_args(sample, reference, *SLOW))
+    assert every_file(interrupted) == every_file(reference) == expected
 
 
 def test_rerun_of_a_finished_build_writes_nothing(sample, tmp_path: Path) -> None:
     run_build_cli(*sample_args(sample, tmp_path))
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if "-of-" in p.name}
+    contents = every_file(tmp_path)
     result = run_build_cli(*sample_args(sample, tmp_path))
     after = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir() if "-of-" in p.name}
     assert before == after
+    assert every_file(tmp_path) == contents  # the manifest and JSON descriptions too, byte for byte
     assert [line.split()[4] for line in result.stdout.splitlines()[1:3]] == ["2", "4"]
 
 

@@ -141,7 +141,8 @@ class _Submitter:
             self.client.restart_workers(busy, timeout=RESTART_TIMEOUT_SECONDS, raise_for_error=False)
 
 
-def run_dask(specs: Iterable[ShardSpec], scheduler_address: str, skip_bad_images: bool) -> Iterator[ShardResult]:
+def run_dask(specs: Iterable[ShardSpec], scheduler_address: str, skip_bad_images: bool,
+             output_format: str = "tfrecord") -> Iterator[ShardResult]:
     """Yield each shard's result as it completes; raise one UserError at the end if any shard failed.
 
     Only a few specs per worker thread are submitted at a time, so a large plan is never
@@ -151,7 +152,7 @@ def run_dask(specs: Iterable[ShardSpec], scheduler_address: str, skip_bad_images
     specs = iter(specs)
     failures: list[str] = []
     with _connect(scheduler_address) as client:
-        prepare_cluster(client)
+        prepare_cluster(client, output_format)
         log.info("Dask scheduler %s: %d workers, %d threads", scheduler_address,
                  len(client.nthreads()), sum(client.nthreads().values()))
         running = as_completed(loop=client.loop)

@@ -29,21 +29,30 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # What the shard worker imports, as pip names them: a different version may change the shards' bytes.
 WORKER_DEPENDENCIES = ("numpy", "pillow", "simplejpeg", "opencv-python-headless", "protobuf", "google-crc32c",
                        "tifffile")
+# What the shard worker imports for one output format only (`--output_format`), and how to install it there.
+FORMAT_DEPENDENCIES = {"array_record": ("array-record", "pip install 'array-record>=0.8', the "
+                                        "imagenet-tfrecords[array_record] extra")}
 RESTART_TIMEOUT_SECONDS = 120
 
 
-def check_dependencies(client: Client) -> None:
-    """One error if a worker lacks a dependency of the shard worker; one warning naming those whose versions differ."""
-    versions = client.get_versions(check=False, packages=list(WORKER_DEPENDENCIES))
+def check_dependencies(client: Client, output_format: str = "tfrecord") -> None:
+    """One error if a worker lacks a dependency of the shard worker (for `output_format`, too); one warning
+    naming those whose versions differ."""
+    extra = FORMAT_DEPENDENCIES.get(output_format)
+    dependencies = WORKER_DEPENDENCIES + ((extra[0],) if extra else ())
+    versions = client.get_versions(check=False, packages=list(dependencies))
     here = versions["client"]["packages"]
     workers = {address: info["packages"] for address, info in versions["workers"].items()}
-    missing = sorted({name for packages in workers.values() for name in WORKER_DEPENDENCIES if not packages.get(name)})
+    missing = sorted({name for packages in workers.values() for name in dependencies if not packages.get(name)})
     if missing:
         lacking = sorted(address for address, packages in workers.items() if not all(map(packages.get, missing)))
+        hint = "pip install -r requirements.txt"
+        if extra and extra[0] in missing:
+            hint = extra[1] if missing == [extra[0]] else f"{hint}; {extra[1]}"
         raise UserError(f"Dask worker {', '.join(lacking)} cannot find {', '.join(missing)}: install "
-                        f"{'it' if len(missing) == 1 else 'them'} on the workers (pip install -r requirements.txt)")
+                        f"{'it' if len(missing) == 1 else 'them'} on the workers ({hint})")
     differ = [f"{name} {here[name]} here, {', '.join(sorted(others))} on the workers"
-              for name in WORKER_DEPENDENCIES
+              for name in dependencies if here.get(name)
               if (others := {packages[name] for packages in workers.values()} - {here[name]})]
     if differ:
         log.warning("the Dask workers have other versions than this machine, so shards may differ from a local "
@@ -84,6 +93,6 @@ def ship_package(client: Client) -> None:
                         "with a nanny")
 
 
-def prepare_cluster(client: Client) -> None:
-    check_dependencies(client)
+def prepare_cluster(client: Client, output_format: str = "tfrecord") -> None:
+    check_dependencies(client, output_format)
     ship_package(client)

@@ -35,13 +35,17 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 JOURNAL_NAME = "manifest.journal"
 BAD_IMAGES_REPORT = "bad_images.tsv"
-DATASET_INFO_NAME = "dataset_info.json"
+# What a reader needs, in three files (output/dataset_info): our own, and the two of a TensorFlow Datasets directory.
+INFO_NAME = "imagenet_tfrecords.json"
+TFDS_INFO_NAME = "dataset_info.json"
+TFDS_FEATURES_NAME = "features.json"
+DATASET_INFO_FILES = (INFO_NAME, TFDS_INFO_NAME, TFDS_FEATURES_NAME)
 LOCK_NAME = ".lock"
 FORMAT_VERSION = 2  # 2: shard digests cover each input file's size and mtime; the journal
-SHARD_NAME = re.compile(r"(train|validation)-\d{5}-of-\d{5}")
+SHARD_NAME = re.compile(r"(train|validation)-\d{5}-of-\d{5}(\.array_record)?")  # see plan/shards.FILE_SUFFIXES
 # Files of a build that are written through a temporary (see `atomic`).
 BUILD_FILE = re.compile(rf"{SHARD_NAME.pattern}(\.idx)?|{re.escape(MANIFEST_NAME)}|{re.escape(BAD_IMAGES_REPORT)}"
-                        rf"|{re.escape(DATASET_INFO_NAME)}")
+                        rf"|{'|'.join(map(re.escape, DATASET_INFO_FILES))}")
 
 
 LOCK_TRIES = 3  # a lock file removed by the build that held it, just as this one took it: open it again
@@ -192,8 +196,8 @@ def _shard_files(names: Iterable[str]) -> list[str]:
 _UNSET = object()  # an option one of the two builds does not have
 
 # Options recorded since version 0.1.0 and their value in an older manifest that lacks them: the classes
-# (unknown then, taken as this run's, as those builds did) and no trial build.
-LATER_OPTIONS: dict[str, object] = {"classes": _UNSET, "max_images_per_split": None}
+# (unknown then, taken as this run's, as those builds did), no trial build, and TFRecord shards.
+LATER_OPTIONS: dict[str, object] = {"classes": _UNSET, "max_images_per_split": None, "output_format": "tfrecord"}
 
 
 def changed_options(earlier: dict, now: dict, names: Mapping[str, str], prefix: str = "") -> list[str]:

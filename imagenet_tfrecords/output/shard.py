@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..plan.shards import ShardItem, ShardSpec, Stamp, file_stamp
 from ..storage.atomic import atomic_file, write_atomically
 from ..storage.folders import Bucket
 from ..storage.urls import filesystem, is_url, local_path, store_errors, store_problem
+from .array_record import ARRAY_RECORD, write_array_record
 from .records import build_example, dali_index_line, frame_record
 
 WRITE_BUFFER_BYTES = 8 << 20  # 8 MiB: few, large writes
@@ -145,6 +147,9 @@ def _reader(items: tuple[ShardItem, ...]) -> _ImageReader | _BucketReader:
 def write_shard(spec: ShardSpec, skip_bad_images: bool = False) -> ShardResult:
     """Write the shard of `spec` (and its DALI index, when asked for) so that it appears whole or not at all.
 
+    The records are TFRecord-framed, or an ArrayRecord file (`spec.file_format`, see `array_record`;
+    that format has no DALI index).
+
     Into a local folder: through a temporary of its own, fsync'd and renamed to the shard's name,
     its index renamed just before it, so a finished shard always has its index. Into a bucket: a
     finished local copy is uploaded (see `_publish`). A bad image raises BadImageError, or with
@@ -180,30 +185,46 @@ def _publish(spec: ShardSpec, result: ShardResult, shard_file: Path, index_file:
 
 def _write(spec: ShardSpec, final: Path, index_file: Path | None, skip_bad_images: bool) -> ShardResult:
     """Write the shard to `final` and its index to `index_file`, each through `atomic`."""
-    checksum = hashlib.sha256()
     bad: list[BadImage] = []
-    index_lines: list[str] = []
-    records = size = 0
     reader = _reader(spec.items)
     try:
-        with atomic_file(final, "the shard", WRITE_BUFFER_BYTES) as out:
-            for item in spec.items:
-                try:
-                    image = prepare_image(reader.read(item), item.source, item.boxes, spec.image)
-                except BadImageError as exc:
-                    if not skip_bad_images:
-                        raise
-                    bad.append(BadImage(exc.path, exc.reason))
-                    continue
-                record = frame_record(build_example(item, image))
-                out.write(record)
-                checksum.update(record)
-                index_lines.append(dali_index_line(size, len(record)))
-                records += 1
-                size += len(record)
-            if index_file is not None:
-                write_atomically(index_file, "".join(index_lines), "the DALI index")
+        examples = _examples(spec, reader, skip_bad_images, bad)
+        if spec.file_format == ARRAY_RECORD:
+            records, size, sha256 = write_array_record(final, examples)
+        else:
+            records, size, sha256 = _write_tfrecord(final, index_file, examples)
     finally:
         reader.close()
-    return ShardResult(spec.split, spec.index, spec.name, spec.digest(reader.stamps), records, size,
-                       checksum.hexdigest(), tuple(bad))
+    return ShardResult(spec.split, spec.index, spec.name, spec.digest(reader.stamps), records, size, sha256, tuple(bad))
+
+
+def _examples(spec: ShardSpec, reader: _ImageReader | _BucketReader, skip_bad_images: bool,
+              bad: list[BadImage]) -> Iterator[bytes]:
+    """Each image's serialized Example, in shard order; a bad image raises, or is noted in `bad` and left out."""
+    for item in spec.items:
+        try:
+            image = prepare_image(reader.read(item), item.source, item.boxes, spec.image)
+        except BadImageError as exc:
+            if not skip_bad_images:
+                raise
+            bad.append(BadImage(exc.path, exc.reason))
+            continue
+        yield build_example(item, image)
+
+
+def _write_tfrecord(final: Path, index_file: Path | None, examples: Iterator[bytes]) -> tuple[int, int, str]:
+    """The TFRecord shard and its DALI index; the record count, and the shard's size and SHA-256."""
+    checksum = hashlib.sha256()
+    index_lines: list[str] = []
+    records = size = 0
+    with atomic_file(final, "the shard", WRITE_BUFFER_BYTES) as out:
+        for example in examples:
+            record = frame_record(example)
+            out.write(record)
+            checksum.update(record)
+            index_lines.append(dali_index_line(size, len(record)))
+            records += 1
+            size += len(record)
+        if index_file is not None:
+            write_atomically(index_file, "".join(index_lines), "the DALI index")
+    return records, size, checksum.hexdigest()

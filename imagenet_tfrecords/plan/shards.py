@@ -23,6 +23,12 @@ from ..storage.urls import stamp_of
 
 SHUFFLE_SEED = 12345  # the Inception build script's shuffle seed, kept for familiarity
 
+# The record file formats of `--output_format`, each with its shard names' suffix: TFRecord shards keep the
+# Inception script's bare `train-00000-of-01024`; ArrayRecord shards are `train-00000-of-01024.array_record`,
+# which TensorFlow Datasets reads with the file name template `{SPLIT}-{SHARD_X_OF_Y}.array_record`.
+FILE_SUFFIXES = {"tfrecord": "", "array_record": ".array_record"}
+DEFAULT_FILE_FORMAT = "tfrecord"
+
 Stamp = tuple[int, int]  # (st_size, st_mtime_ns): what a file was, from stat alone, never reading it
 NO_STAMP: Stamp = (-1, -1)  # the file could not be stat'ed
 
@@ -74,10 +80,11 @@ class ShardSpec:
     image: ImageOptions
     items: tuple[ShardItem, ...]
     index_dir: str | None = None  # where the DALI index goes; None: no index
+    file_format: str = DEFAULT_FILE_FORMAT  # a key of FILE_SUFFIXES
 
     @property
     def name(self) -> str:
-        return shard_name(self.split, self.index, self.num_shards)
+        return shard_name(self.split, self.index, self.num_shards, self.file_format)
 
     def digest(self, stamps: Sequence[Stamp] | None = None) -> str:
         """Identifies what the shard is made from: the image options and, per image, its labels and
@@ -94,8 +101,20 @@ class ShardSpec:
         return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}"
+def shard_name(split: str, index: int, num_shards: int, file_format: str = DEFAULT_FILE_FORMAT) -> str:
+    return f"{split}-{index:05d}-of-{num_shards:05d}{FILE_SUFFIXES[file_format]}"
+
+
+def shard_file_format(name: str) -> str:
+    """The record format of a shard file, by its name's suffix."""
+    return next((fmt for fmt, suffix in FILE_SUFFIXES.items() if suffix and name.endswith(suffix)), DEFAULT_FILE_FORMAT)
+
+
+def split_shard_name(name: str) -> tuple[str, int, int]:
+    """(split, index, shard count) of a shard name, with or without its format's suffix."""
+    stem = name.removesuffix(FILE_SUFFIXES[shard_file_format(name)])
+    split, index, _, total = stem.rsplit("-", 3)
+    return split, int(index), int(total)
 
 
 def shuffle_order(names: list[str], seed: int = SHUFFLE_SEED) -> np.ndarray:
@@ -142,9 +161,9 @@ class SplitPlan:
         return np.diff(self.bounds).tolist()
 
     def specs(self, classes: ClassTable, boxes: dict[str, list[Box]], output_dir: Path, image: ImageOptions,
-              index_dir: Path | None = None) -> Iterator[ShardSpec]:
+              index_dir: Path | None = None, file_format: str = DEFAULT_FILE_FORMAT) -> Iterator[ShardSpec]:
         for index in range(self.num_shards):
-            yield self.spec(index, classes, boxes, output_dir, image, index_dir)
+            yield self.spec(index, classes, boxes, output_dir, image, index_dir, file_format=file_format)
 
     def _positions(self, index: int) -> np.ndarray:
         return self.order[self.bounds[index] : self.bounds[index + 1]]
@@ -169,7 +188,8 @@ class SplitPlan:
                           dtype=np.int64).reshape(-1, 2)
 
     def spec(self, index: int, classes: ClassTable, boxes: dict[str, list[Box]], output_dir: Path, image: ImageOptions,
-             index_dir: Path | None = None, stamps: np.ndarray | None = None) -> ShardSpec:
+             index_dir: Path | None = None, stamps: np.ndarray | None = None,
+             file_format: str = DEFAULT_FILE_FORMAT) -> ShardSpec:
         """Shard `index` as data; `stamps` (from `stamps(index)`) saves stat'ing its files again."""
         stamps = self.stamps(index) if stamps is None else stamps
         positions = self._positions(index)
@@ -195,7 +215,7 @@ class SplitPlan:
                 )
             )
         return ShardSpec(self.split, index, self.num_shards, str(output_dir), image, tuple(items),
-                         str(index_dir) if index_dir is not None else None)
+                         str(index_dir) if index_dir is not None else None, file_format)
 
 
 def plan_split(split: str, images: SplitImages, num_shards: int, seed: int = SHUFFLE_SEED) -> SplitPlan:

@@ -45,22 +45,21 @@ def fsync_directory(directory: Path) -> None:
 
 
 @contextmanager
-def atomic_file(path: Path, what: str, buffering: int = -1) -> Iterator[BinaryIO]:
-    """A binary handle whose bytes become `path` when the block ends without an error.
-
-    On an error the temporary is removed and `path` is left as it was. An OSError (a full disk,
-    a read-only directory) becomes one UserError line naming `path` and `what` it is.
-    """
+def atomic_path(path: Path, what: str) -> Iterator[Path]:
+    """A fresh temporary path, made empty, for a writer that opens files by name (ArrayRecord's, and
+    `atomic_file`'s); the file left there becomes `path`, fsync'd, when the block ends without an error."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
         # O_EXCL: the name is this writer's alone. Not tempfile.mkstemp: it creates files 0600,
         # which would leave shards unreadable to other users once renamed.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with open(fd, "wb", buffering=buffering) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        yield temporary
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
         fsync_directory(path.parent)
     except BaseException as exc:
@@ -69,6 +68,17 @@ def atomic_file(path: Path, what: str, buffering: int = -1) -> Iterator[BinaryIO
             raise UserError(f"{path}: cannot write {what} ({exc.strerror or exc}); "
                             "make room or fix the permissions, then run the same command again") from None
         raise
+
+
+@contextmanager
+def atomic_file(path: Path, what: str, buffering: int = -1) -> Iterator[BinaryIO]:
+    """A binary handle whose bytes become `path` when the block ends without an error.
+
+    On an error the temporary is removed and `path` is left as it was. An OSError (a full disk,
+    a read-only directory) becomes one UserError line naming `path` and `what` it is.
+    """
+    with atomic_path(path, what) as temporary, open(temporary, "wb", buffering=buffering) as handle:
+        yield handle
 
 
 def write_atomically(path: Path, data: bytes | str, what: str) -> None:

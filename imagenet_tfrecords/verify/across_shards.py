@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from ..output.manifest import MANIFEST_NAME
+from ..plan.shards import DEFAULT_FILE_FORMAT, FILE_SUFFIXES, shard_file_format, split_shard_name
 from .report import SplitStats, VerifyReport
 from .shard_check import ShardReport, where_in_shard
 from .stray_files import check_stray_files
@@ -44,14 +45,17 @@ def check_across_shards(report: VerifyReport, manifest: dict | None, names: set[
 def _check_names(names: list[str], manifest: dict | None, report: VerifyReport) -> None:
     """Shard names contiguous 00000..N-1 of N per split, as planned; none missing, none extra."""
     totals: dict[str, set[int]] = defaultdict(set)
+    suffixes = {FILE_SUFFIXES[shard_file_format(name)] for name in names}
     for name in names:
-        split, _, _, total = name.split("-")
-        totals[split].add(int(total))
+        split, _, total = split_shard_name(name)
+        totals[split].add(total)
     for split, seen in sorted(totals.items()):
         if len(seen) > 1:
             report.problem(split, f"shards disagree on the shard count: -of-{sorted(seen)}")
     planned = {split: {info["shards"]} for split, info in (manifest or {}).get("splits", {}).items()}
-    expected = {f"{split}-{i:05d}-of-{n:05d}" for split, counts in (planned or totals).items()
+    suffix = FILE_SUFFIXES[(manifest or {}).get("options", {}).get("output_format", DEFAULT_FILE_FORMAT)] \
+        if manifest is not None else next(iter(suffixes), "")  # one format per directory
+    expected = {f"{split}-{i:05d}-of-{n:05d}{suffix}" for split, counts in (planned or totals).items()
                 for n in counts for i in range(n)}
     for name in sorted(expected - set(names)):
         report.problem(name, "missing")
@@ -134,7 +138,7 @@ def _check_label_consistency(shards: list[ShardReport], report: VerifyReport) ->
     first_seen: dict[tuple[int, str, str], str] = {}
     for shard in shards:
         for triple, (offset, image) in shard.classes.items():
-            first_seen.setdefault(triple, shard.name + where_in_shard(offset, image, " "))
+            first_seen.setdefault(triple, shard.name + where_in_shard(offset, image, " ", shard.unit))
     by_label: dict[int, list] = defaultdict(list)
     by_synset: dict[str, set[int]] = defaultdict(set)
     for label, synset, text in first_seen:

@@ -22,6 +22,7 @@ from ..commands import add_version_flag
 from ..engines.pool import available_cpus, map_unordered
 from ..errors import UserError, run_command
 from ..images.acceptance import DEFAULT_MAX_PIXELS
+from ..output.array_record import ARRAY_RECORD
 from ..output.manifest import MANIFEST_NAME, SHARD_NAME, read_manifest
 from ..prompts import POSITIVE_FLAG
 from ..storage.folders import Bucket, folder
@@ -86,7 +87,11 @@ def _require_manifest(directory: Path | str, present: Container[str], no_manifes
 
 def _resolve_index_dir(directory: Path | str, index_dir: Path | str | None, manifest: dict | None,
                        report: VerifyReport) -> Path | str | None:
-    """The index directory asked for, else the one the build recorded, else DIR/idx if present."""
+    """The index directory asked for, else the one the build recorded, else DIR/idx if present; none for
+    ArrayRecord shards."""
+    if manifest is not None and manifest.get("options", {}).get("output_format") == ARRAY_RECORD:
+        report.notes.append("ArrayRecord shards index their own records: no DALI indexes to check")
+        return None
     if index_dir is None and manifest is not None and "index_directory" in manifest:
         if manifest["index_directory"] is None:
             report.notes.append("the build wrote no DALI indexes (--no_index): none checked")

@@ -1,17 +1,23 @@
 """The worker of `--verify`: read one shard once and check everything that needs only this shard.
 
 Framing and both masked CRC-32Cs, SHA-256, every record (`record_check`), labels, and the
-shard's DALI index. A pure function of a `ShardJob`; no TensorFlow.
+shard's DALI index. An ArrayRecord shard (`.array_record`) is read record by record with random
+access through its own index, each chunk's hash checked by its reader; it has no DALI index. A pure
+function of a `ShardJob`; no TensorFlow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..images.acceptance import DEFAULT_MAX_PIXELS
+from ..output.array_record import ARRAY_RECORD, file_digest, open_reader
 from ..output.dali_index import FramingError, iter_records, open_shard, parse_index
+from ..plan.shards import shard_file_format
 from ..storage.folders import Bucket
 from ..storage.urls import is_url
 from .record_check import image_problem, parse_record
@@ -27,16 +33,17 @@ class Problem:
     offset: int | None
     message: str
     image: str | None = None  # the record's image/filename, when the record has one
+    unit: str = "offset"  # what `offset` counts: bytes ("offset"), or records of an ArrayRecord shard ("record")
 
     def line(self) -> str:
-        return f"{self.file}{where_in_shard(self.offset, self.image, ': ')}: {self.message}"
+        return f"{self.file}{where_in_shard(self.offset, self.image, ': ', self.unit)}: {self.message}"
 
 
-def where_in_shard(offset: int | None, image: str | None, lead: str) -> str:
-    """`offset N (image)` after `lead`, or nothing for a problem of the whole shard."""
+def where_in_shard(offset: int | None, image: str | None, lead: str, unit: str = "offset") -> str:
+    """`offset N (image)` (or `record N`) after `lead`, or nothing for a problem of the whole shard."""
     if offset is None:
         return ""
-    return f"{lead}offset {offset}" + (f" ({image})" if image else "")
+    return f"{lead}{unit} {offset}" + (f" ({image})" if image else "")
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,11 @@ class ShardReport:
     classes: dict[tuple[int, str, str], tuple[int, str | None]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     problems_left_out: int = 0
+    unit: str = "offset"  # how a record is placed: its byte offset, or its number in an ArrayRecord shard ("record")
 
     def add(self, offset: int | None, message: str, image: str | None = None) -> None:
         if len(self.problems) < MAX_PROBLEMS_PER_SHARD:
-            self.problems.append(Problem(self.name, offset, message, image))
+            self.problems.append(Problem(self.name, offset, message, image, self.unit))
         else:
             self.problems_left_out += 1
 
@@ -122,6 +130,8 @@ def _index_problem(index_file: str, entries: list[tuple[int, int]]) -> str | Non
 def check_shard(job: ShardJob) -> ShardReport:
     """Read one shard once and check everything that needs only this shard."""
     name = shard_name(job)
+    if shard_file_format(name) == ARRAY_RECORD:
+        return _check_array_record(job, name)
     try:
         handle, size = open_shard(job.path)
     except OSError as exc:
@@ -150,4 +160,49 @@ def check_shard(job: ShardJob) -> ShardReport:
             report.add(None, problem)
     if not entries and report.framing_ok:
         report.add(None, "holds no records")
+    return report
+
+
+def _check_array_record(job: ShardJob, name: str) -> ShardReport:
+    """An ArrayRecord shard: SHA-256 of the file, then every record by its number (random access), each
+    through `record_check`. A shard in a bucket is first copied to a local temporary."""
+    split = name.split("-", 1)[0]
+    with tempfile.TemporaryDirectory(prefix="imagenet-tfrecords-verify-") as spool:
+        try:
+            if is_url(job.path):
+                local = Path(spool) / name
+                handle, size = open_shard(job.path)
+                with handle, open(local, "wb") as copy:
+                    shutil.copyfileobj(handle, copy, 8 << 20)
+            else:
+                local = Path(job.path)
+            size, sha256 = file_digest(local)
+        except OSError as exc:
+            report = ShardReport(name, split, 0, framing_ok=False, unit="record")
+            report.add(None, f"cannot be read ({exc.strerror or exc})")
+            return report
+        report = ShardReport(name, split, size, unit="record")
+        try:
+            reader = open_reader(local)
+        except (OSError, ValueError) as exc:
+            report.framing_ok = False
+            report.add(None, f"not a readable ArrayRecord file ({exc})")
+            return report
+        try:
+            count = reader.num_records()
+            for number in range(count):
+                try:
+                    (payload,) = reader.read([number])
+                except (RuntimeError, ValueError) as exc:  # a chunk whose hash does not match, a cut file
+                    report.framing_ok = False
+                    report.add(number, f"unreadable record ({exc})")
+                    break
+                _check_record(number, payload, job, report)
+        finally:
+            reader.close()
+    report.records = count
+    if report.framing_ok:
+        report.sha256 = sha256
+        if not count:
+            report.add(None, "holds no records")
     return report

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..inputs.tars import INDEX_DIR
-from ..output.manifest import BAD_IMAGES_REPORT, DATASET_INFO_NAME, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME, SHARD_NAME
+from ..output.manifest import (BAD_IMAGES_REPORT, DATASET_INFO_FILES, JOURNAL_NAME, LOCK_NAME, MANIFEST_NAME,
+                               SHARD_NAME)
 from ..output.shard import BUCKET_JOURNAL
 from ..storage.atomic import final_name
 from ..storage.folders import Bucket
@@ -13,7 +14,8 @@ from ..storage.urls import is_url
 from .report import VerifyReport
 
 # What a build writes besides shards, indexes and temporaries: in its output directory, in its index directory.
-OUTPUT_FILES = (MANIFEST_NAME, JOURNAL_NAME, BAD_IMAGES_REPORT, DATASET_INFO_NAME, INDEX_DIR, LOCK_NAME)
+# DATASET_INFO_FILES: ours and TensorFlow Datasets' dataset_info.json and features.json (output/dataset_info).
+OUTPUT_FILES = (MANIFEST_NAME, JOURNAL_NAME, BAD_IMAGES_REPORT, *DATASET_INFO_FILES, INDEX_DIR, LOCK_NAME)
 INDEX_DIRECTORY_FILES = (LOCK_NAME,)
 SPLIT_PREFIXES = ("train-", "validation-")
 

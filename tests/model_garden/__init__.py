@@ -1,0 +1,1 @@
+"""Model Garden's classification decoder, reimplemented for the tests (see classification_decoder.py)."""
