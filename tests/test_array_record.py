@@ -15,6 +15,7 @@ from imagenet_tfrecords.engines import dask_shipping
 from imagenet_tfrecords.errors import UserError
 
 from conftest import kill_build_after_first_train_shard, run_build_cli, sample_args, shard_digests
+from dask_cluster import dask_cluster
 from test_bad_input import assert_one_line_error
 from test_buckets import environment, fetch
 from tfread import shard_files
@@ -162,3 +163,12 @@ def test_dask_workers_must_have_array_record_for_that_format() -> None:
         dask_shipping.check_dependencies(client, "array_record")
     dask_shipping.check_dependencies(_Versions({"tcp://10.0.0.1:1": {**everything, "array-record": "1"}}),
                                      "array_record")
+
+
+def test_a_dask_cluster_build_gives_the_same_shards(sample, array_record_build: Path, tmp_path: Path) -> None:
+    """A real scheduler and two workers on 127.0.0.1 write the same ArrayRecord bytes as the local build."""
+    output = tmp_path / "out"
+    with dask_cluster(tmp_path / "cluster") as cluster:
+        run_build_cli(*sample_args(sample, output, *FORMAT, "--scheduler", cluster.address), timeout=180)
+    assert shard_digests(output) == shard_digests(array_record_build) and len(shard_digests(output)) == 6
+    assert not (output / "idx").exists()
