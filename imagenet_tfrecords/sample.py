@@ -5,7 +5,7 @@ labelled as in ILSVRC-2012, a bounding-box CSV, and one of each awkward file: CM
 grayscale, progressive, a PNG named .JPEG, and a large photo.
 
 `make_sample` writes `.sample.json` last (atomically): what decides the bytes (this module's
-source, the seed, the libraries' versions) and each file's size and mtime. `find_sample` reuses
+source, the random-number seed `make_sample` draws with, the libraries' versions) and each file's size and mtime. `find_sample` reuses
 a sample whose marker still matches, so `--sample` run again makes nothing.
 """
 
@@ -163,7 +163,7 @@ def _layout(root: Path) -> tuple[Sample, set[Path], set[Path]]:
 
 
 def _spec_digest(seed: int) -> str:
-    """What decides the sample's bytes: this module's code, the seed and the versions of the libraries that draw
+    """What decides the sample's bytes: this module's code, the random-number seed and the versions of the libraries that draw
     and encode it (scikit-image's also those of its photos)."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
     for library in LIBRARIES:
