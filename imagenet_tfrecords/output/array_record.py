@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import UserError
-from ..storage.atomic import atomic_path
+from ..storage.atomic import atomic_path, cannot_write
 
 ARRAY_RECORD = "array_record"
 PACKAGE = "array-record"  # its pip name; it imports as `array_record`
@@ -49,14 +49,12 @@ def write_array_record(final: Path, payloads: Iterable[bytes]) -> tuple[int, int
                 writer.write(payload)
                 records += 1
         except RuntimeError as exc:  # the writer's failures (a full disk) are RuntimeErrors naming the file
-            raise UserError(f"{final}: cannot write the shard ({exc}); "
-                            "make room or fix the permissions, then run the same command again") from None
+            raise cannot_write(final, "the shard", str(exc)) from None
         finally:
             try:
                 writer.close()
             except RuntimeError as exc:
-                raise UserError(f"{final}: cannot write the shard ({exc}); "
-                                "make room or fix the permissions, then run the same command again") from None
+                raise cannot_write(final, "the shard", str(exc)) from None
         size, sha256 = file_digest(temporary)
     return records, size, sha256
 

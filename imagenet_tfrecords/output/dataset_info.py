@@ -15,13 +15,13 @@ from pathlib import Path
 
 from .. import __version__
 from ..inputs.labels import ClassTable
+from ..plan.shards import DEFAULT_FILE_FORMAT, FILE_SUFFIXES
 from ..storage.folders import folder
 from .manifest import INFO_NAME, TFDS_FEATURES_NAME, TFDS_INFO_NAME
 from .schema import RECORD_SCHEMA
 from .tfds_metadata import dataset_info_text, features_text, tfds_dataset_info, tfds_split
 
 FORMAT_VERSION = 1
-DEFAULT_FILE_FORMAT = "tfrecord"  # a manifest without `output_format` (written before that option) is TFRecord
 FORMAT_NAMES = {"tfrecord": "TFRecord", "array_record": "ArrayRecord"}  # in the descriptions
 
 # What each key holds, in the order imagenet_tfrecords.json lists them; its dtype and shape come from the schema.
@@ -56,16 +56,8 @@ def _description(manifest: dict) -> str:
             "the Inception schema, written by build_imagenet_data.py.")
 
 
-def _shard_suffix(split: str, plan: dict, shards: list[dict]) -> str:
-    """What the format adds to a shard's name (plan/shards.FILE_SUFFIXES), from the names the manifest holds."""
-    if not shards:
-        return ""
-    first = shards[0]
-    return first["name"].removeprefix(f"{split}-{first['index']:05d}-of-{plan['shards']:05d}")
-
-
-def _split_info(split: str, plan: dict, shards: list[dict]) -> dict:
-    """One split's counts from its plan and its finished shards (in shard order)."""
+def _split_info(split: str, plan: dict, shards: list[dict], suffix: str) -> dict:
+    """One split's counts from its plan and its finished shards (in shard order); `suffix` ends its shard names."""
     lengths = [entry["records"] for entry in shards]
     return {
         "num_records": sum(lengths),
@@ -75,7 +67,7 @@ def _split_info(split: str, plan: dict, shards: list[dict]) -> dict:
         "shard_lengths": lengths,
         "num_bad_images": sum(len(entry["bad_images"]) for entry in shards),
         "classes_present": plan["classes_present"],
-        "file_pattern": f"{split}-?????-of-{plan['shards']:05d}{_shard_suffix(split, plan, shards)}",
+        "file_pattern": f"{split}-?????-of-{plan['shards']:05d}{suffix}",
     }
 
 
@@ -87,12 +79,13 @@ def _split_shards(manifest: dict) -> dict[str, tuple[dict, list[dict]]]:
 
 
 def file_format(manifest: dict) -> str:
-    return manifest["options"].get("output_format", DEFAULT_FILE_FORMAT)
+    return manifest["options"].get("output_format", DEFAULT_FILE_FORMAT)  # a manifest older than the option
 
 
 def dataset_info(manifest: dict, classes: ClassTable) -> dict:
     """The contents of imagenet_tfrecords.json for a directory whose manifest is `manifest`."""
-    splits = {split: _split_info(split, plan, shards) for split, (plan, shards) in _split_shards(manifest).items()}
+    suffix = FILE_SUFFIXES[file_format(manifest)]
+    splits = {split: _split_info(split, plan, shards, suffix) for split, (plan, shards) in _split_shards(manifest).items()}
     options = manifest["options"]
     offset = options["label_offset"]
     return {
@@ -116,8 +109,8 @@ def dataset_info(manifest: dict, classes: ClassTable) -> dict:
 
 def tfds_info(manifest: dict) -> dict:
     """The contents of TFDS's dataset_info.json: every finished split with its shard lengths and bytes."""
-    splits = [tfds_split(split, [e["records"] for e in shards], sum(e["size"] for e in shards),
-                         _shard_suffix(split, plan, shards))
+    suffix = FILE_SUFFIXES[file_format(manifest)]
+    splits = [tfds_split(split, [e["records"] for e in shards], sum(e["size"] for e in shards), suffix)
               for split, (plan, shards) in _split_shards(manifest).items() if len(shards) == plan["shards"]]
     description = f"{_description(manifest)} Classes, label convention and counts: {INFO_NAME}."
     return tfds_dataset_info(splits, file_format(manifest), description)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import UserError
-from ..plan.shards import ShardSpec
+from ..plan.shards import DEFAULT_FILE_FORMAT, ShardSpec
 from ..storage.atomic import final_name, fsync_directory, make_directory
 from ..storage.folders import Bucket, Folder, folder
 from ..storage.urls import local_path
@@ -197,7 +197,8 @@ _UNSET = object()  # an option one of the two builds does not have
 
 # Options recorded since version 0.1.0 and their value in an older manifest that lacks them: the classes
 # (unknown then, taken as this run's, as those builds did), no trial build, and TFRecord shards.
-LATER_OPTIONS: dict[str, object] = {"classes": _UNSET, "max_images_per_split": None, "output_format": "tfrecord"}
+LATER_OPTIONS: dict[str, object] = {"classes": _UNSET, "max_images_per_split": None,
+                                   "output_format": DEFAULT_FILE_FORMAT}
 
 
 def changed_options(earlier: dict, now: dict, names: Mapping[str, str], prefix: str = "") -> list[str]:

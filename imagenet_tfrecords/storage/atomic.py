@@ -65,9 +65,14 @@ def atomic_path(path: Path, what: str) -> Iterator[Path]:
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise UserError(f"{path}: cannot write {what} ({exc.strerror or exc}); "
-                            "make room or fix the permissions, then run the same command again") from None
+            raise cannot_write(path, what, exc.strerror or str(exc)) from None
         raise
+
+
+def cannot_write(path: Path, what: str, reason: str) -> UserError:
+    """The one line for a file a build could not write: a full disk, a read-only folder."""
+    return UserError(f"{path}: cannot write {what} ({reason}); make room or fix the permissions, then run the same "
+                     "command again")
 
 
 @contextmanager
