@@ -14,7 +14,7 @@ from tfread import INCEPTION_FEATURES, shard_files
 
 
 def tfrecord2idx(path: Path) -> str:
-    """DALI's `tools/tfrecord2idx` (facts §7.2): walk the length fields, no CRC checks."""
+    """DALI's `tools/tfrecord2idx` (docs/imagenet-facts.md, "DALI index"): walk the length fields, no CRC checks."""
     lines = []
     with open(path, "rb") as f:
         while True:

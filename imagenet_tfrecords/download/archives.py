@@ -15,7 +15,7 @@ class Archive:
     size: int | None  # exact bytes where published, else None
 
 
-# Sizes and MD5s: ../shared/reference/imagenet-facts.md §1.1 and §2.1 (torchvision ARCHIVE_META,
+# Sizes and MD5s: docs/imagenet-facts.md, "Archives" (torchvision ARCHIVE_META,
 # TFDS url_checksums/imagenet2012.txt, copies of the image-net.org download page).
 BUILTIN_ARCHIVES = {
     "devkit": Archive("devkit", "ILSVRC2012_devkit_t12.tar.gz", "fa75699e90414af021442c21a62c3abf", None),

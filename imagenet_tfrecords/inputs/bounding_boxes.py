@@ -1,10 +1,10 @@
 """Bounding boxes from ILSVRC PASCAL-VOC XML to the Inception CSV, as process_bounding_boxes.py did.
 
-Rules (imagenet-facts.md §4.4): coordinates are divided by the `<size>` of the image; min and max
-are swapped when inverted, then clamped to [0, 1]; a box with xmin >= xmax or ymin >= ymax is
-dropped; with a synset list, files of unlisted synsets are skipped, and so are boxes whose `<name>`
-is a different listed synset (non-wnid names such as 'Scottish_deerhound' are kept); the image
-name comes from the XML file name (the `<filename>` tag sometimes holds '%s').
+Rules (docs/imagenet-facts.md, "Bounding boxes"): coordinates are divided by the `<size>` of the
+image; min and max are swapped when inverted, then clamped to [0, 1]; a box with xmin >= xmax or
+ymin >= ymax is dropped; with a synset list, files of unlisted synsets are skipped, and so are
+boxes whose `<name>` is a different listed synset (non-wnid names such as 'Scottish_deerhound' are
+kept); the image name comes from the XML file name (the `<filename>` tag sometimes holds '%s').
 The bbox tar is read as a stream, never unpacked, both by the downloader and by a build given --bbox_tar.
 """
 

@@ -1,8 +1,8 @@
 """Validation labels from the ILSVRC-2012 devkit.
 
 The devkit's ground truth gives each validation image an ILSVRC2012_ID, which is not the
-sorted-wnid index (imagenet-facts.md §1.3): `data/meta.mat` maps the IDs of the 1000 leaf
-synsets (num_children == 0) to wnids, as torchvision's parse_meta_mat does.
+sorted-wnid index (docs/imagenet-facts.md, "Devkit labels"): `data/meta.mat` maps the IDs of the
+1000 leaf synsets (num_children == 0) to wnids, as torchvision's parse_meta_mat does.
 """
 
 from __future__ import annotations

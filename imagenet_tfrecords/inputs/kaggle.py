@@ -1,4 +1,4 @@
-"""The Kaggle ImageNet layout (imagenet-facts.md §3.3), built in place with no files moved.
+"""The Kaggle ImageNet layout (docs/imagenet-facts.md, "The Kaggle layout"), built in place with no files moved.
 
     <root>/ILSVRC/Data/CLS-LOC/train/<wnid>/*.JPEG      a class tree like any other
     <root>/ILSVRC/Data/CLS-LOC/val/ILSVRC2012_val_*.JPEG flat; labelled by LOC_val_solution.csv

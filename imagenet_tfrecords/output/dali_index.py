@@ -16,7 +16,8 @@ from ..storage.urls import READ_BLOCK_BYTES, is_url, open_url
 from .records import RECORD_OVERHEAD, dali_index_line, masked_crc32c
 from .shard import index_path
 
-HEADER = struct.Struct("<QI")  # u64 length, u32 masked CRC of the length bytes (facts §7.1)
+# The framing: docs/imagenet-facts.md, "TFRecord framing".
+HEADER = struct.Struct("<QI")  # u64 length, u32 masked CRC of the length bytes
 FOOTER = struct.Struct("<I")  # u32 masked CRC of the payload
 # `NAME-iiiii-of-nnnnn`, as Inception, TFDS and most tools name shards; hidden files are temporaries.
 SHARDED_FILE = re.compile(r"[^.].*-\d{5}-of-\d{5}(\.tfrecords?)?")

@@ -33,7 +33,8 @@ class RecordField:
 BOX_COORDINATES = tuple(f"image/object/bbox/{axis}" for axis in ("xmin", "ymin", "xmax", "ymax"))  # a box's order
 BOX_LABEL = "image/object/bbox/label"
 
-# facts §6.1: every key, always present, in the order of the Inception writer (build_imagenet_data.py).
+# Every key, always present, in the order of the Inception writer (build_imagenet_data.py):
+# docs/imagenet-facts.md, "Record schema".
 RECORD_SCHEMA = {field.key: field for field in (
     RecordField("image/height", "int64"),
     RecordField("image/width", "int64"),

@@ -14,7 +14,7 @@ from .report import SplitStats, VerifyReport
 from .shard_check import ShardReport, where_in_shard
 from .stray_files import check_stray_files
 
-IMAGENET_TOTALS = {"train": 1_281_167, "validation": 50_000}  # devkit readme (facts §1.2)
+IMAGENET_TOTALS = {"train": 1_281_167, "validation": 50_000}  # devkit readme (docs/imagenet-facts.md, "Split totals")
 IMAGENET_PER_CLASS = {"train": (732, 1300), "validation": (50, 50)}  # images per synset, devkit readme
 IMAGENET_CLASSES = 1000
 SHUFFLE_CHECKED_SPLITS = ("train",)
